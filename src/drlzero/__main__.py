@@ -1,0 +1,3 @@
+from drlzero.cli import main
+
+raise SystemExit(main())

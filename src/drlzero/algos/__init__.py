@@ -1,0 +1,1 @@
+"""Algorithms: DQN and the tabular agents."""

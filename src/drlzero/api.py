@@ -1,0 +1,173 @@
+"""The Python API; each CLI command is one call here."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drlzero.config import TABULAR_ALGOS, Config, load_config, read_config
+from drlzero.errors import CheckpointError, UserError
+from drlzero.train.checkpoint import load_checkpoint, load_module
+from drlzero.train.evaluate import evaluate_policy
+from drlzero.train.run import TrainResult, json_safe, new_run_dir, resume_config, write_eval_json
+
+
+def train(
+    config: Config | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    overrides: list[str] | None = None,
+    total_steps: int | None = None,
+) -> TrainResult:
+    """Train an agent and write its run directory.
+
+    Args:
+        config: a :class:`Config`, a preset name or a YAML path (ignored with ``resume``).
+        out: the run directory to create (default ``runs/<name>-s<seed>-<time>``).
+        resume: a run directory to continue from its last checkpoint, exactly.
+        overrides: ``section.key=value`` strings applied on top of the preset.
+        total_steps: with ``resume``, a new (larger) step budget.
+
+    Example:
+        >>> result = train("cartpole-dqn", overrides=["train.total_steps=2000"])  # doctest: +SKIP
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        cfg = resume_config(run_dir, total_steps)
+    else:
+        cfg = config if isinstance(config, Config) else load_config(config, overrides=overrides)
+        if total_steps is not None:
+            cfg.train.total_steps = total_steps
+        cfg.validate()
+        run_dir = new_run_dir(cfg, out)
+    if cfg.algo in TABULAR_ALGOS:
+        from drlzero.algos.tabular import train_tabular
+
+        return train_tabular(cfg, run_dir, resume=resume is not None)
+    from drlzero.train.loop import train_dqn
+
+    return train_dqn(cfg, run_dir, resume=resume is not None)
+
+
+class Agent:
+    """A trained agent loaded from a run directory: ``agent.act(obs_batch) -> actions``."""
+
+    def __init__(self, cfg: Config, act_fn: Any, checkpoint: str) -> None:
+        self.config = cfg
+        self.act = act_fn
+        self.checkpoint = checkpoint
+
+
+def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Agent:
+    """Rebuild the greedy policy of a run from ``config.yaml`` and a checkpoint.
+
+    ``checkpoint`` is ``best`` (falls back to ``last`` if a run never evaluated) or ``last``.
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise UserError(
+            f"run directory {run} does not exist; pass a folder that 'drlzero train' wrote"
+        )
+    cfg = read_config(run / "config.yaml")
+    folder = run / "checkpoints"
+    if checkpoint == "best" and not (folder / "best.json").is_file():
+        checkpoint = "last"
+    if checkpoint not in ("best", "last"):
+        raise UserError(f"checkpoint {checkpoint!r} must be 'best' or 'last'")
+    tensors, _meta = load_checkpoint(folder, checkpoint, "cpu")
+    if cfg.algo in TABULAR_ALGOS:
+        from drlzero.algos.tabular import TabularPolicy
+
+        if "q_table" not in tensors:
+            raise CheckpointError(f"{folder}/{checkpoint} holds no Q table; is config.yaml right?")
+        return Agent(cfg, TabularPolicy(tensors["q_table"].numpy()).greedy, checkpoint)
+
+    from drlzero.algos.dqn import QPolicy, build_q_network
+    from drlzero.envs import make_env
+    from drlzero.utils import pick_device
+
+    env = make_env(cfg.env)
+    dev = pick_device(device)
+    q_net = build_q_network(cfg, env.observation_space, env.action_space)
+    env.close()
+    load_module("q", q_net, tensors)
+    q_net.to(dev).eval()
+    return Agent(cfg, QPolicy(q_net, None, dev).greedy, checkpoint)
+
+
+def evaluate(
+    run_dir: str | Path,
+    *,
+    episodes: int = 10,
+    seed: int | None = None,
+    checkpoint: str = "best",
+    write: bool = True,
+) -> dict[str, Any]:
+    """Greedy evaluation of a run's checkpoint; writes ``eval.json`` into the run directory.
+
+    Returns:
+        ``mean_return``, ``std_return``, ``mean_length``, ``success_rate`` (None when the env
+        defines no success) and ``episodes``.
+    """
+    if episodes <= 0:
+        raise UserError(f"--episodes {episodes} must be a positive number of episodes")
+    agent = load_agent(run_dir, checkpoint)
+    cfg = agent.config
+    result = evaluate_policy(
+        agent.act, cfg.env, episodes, cfg.train.seed + 20_000 if seed is None else seed
+    )
+    out = json_safe(result)
+    if write:
+        write_eval_json(Path(run_dir), {**out, "checkpoint": agent.checkpoint})
+    return out
+
+
+def record(
+    run_dir: str | Path, *, episodes: int = 1, out: str | Path | None = None, fps: int = 30
+) -> Path:
+    """Render greedy episodes of a run to a GIF (``RUN_DIR/episodes.gif`` by default)."""
+    from PIL import Image
+
+    from drlzero.envs import make_env
+
+    if episodes <= 0:
+        raise UserError(f"--episodes {episodes} must be a positive number of episodes")
+    agent = load_agent(run_dir)
+    env = make_env(agent.config.env, render_mode="rgb_array")
+    if env.render_mode != "rgb_array":
+        raise UserError(f"{agent.config.env.id} cannot render rgb_array frames; nothing to record")
+    frames: list[np.ndarray] = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=agent.config.train.seed + 30_000 + ep)
+        frames.append(env.render())  # type: ignore[arg-type]
+        done = False
+        while not done:
+            action = agent.act(np.asarray(obs)[None])[0]
+            obs, _r, term, trunc, _ = env.step(int(action))
+            done = term or trunc
+            frames.append(env.render())  # type: ignore[arg-type]
+    env.close()
+    path = Path(out) if out is not None else Path(run_dir) / "episodes.gif"
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    duration_ms = max(1, round(1000 / fps))
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return path
+
+
+def summary_of(result: TrainResult) -> dict[str, Any]:
+    return json_safe(
+        {
+            "run_dir": str(result.run_dir),
+            "steps": result.steps,
+            "final_eval": result.final_eval,
+            "best_eval_return": result.best_eval_return
+            if math.isfinite(result.best_eval_return)
+            else None,
+            "solved_at_step": result.solved_at_step,
+            "wall_time_s": round(result.wall_time_s, 2),
+        }
+    )

@@ -1,0 +1,110 @@
+"""Replay memory: preallocated storage, a uniform sampler and a typed sample record.
+
+Storage is NumPy (cheap single-row writes from the env loop) with zero-copy torch views (cheap
+batched gathers for the learner). ``next_obs`` is stored explicitly, so a transition that ends an
+episode keeps its true final observation under vector-env autoreset, and ``terminated`` alone
+decides bootstrapping: a time-limit truncation is stored with ``terminated=0`` and bootstraps.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+
+class Batch(NamedTuple):
+    """A sampled minibatch (B = batch). Tensors live on the learner's device."""
+
+    obs: torch.Tensor  # (B, *obs_shape)
+    actions: torch.Tensor  # (B,) int64
+    rewards: torch.Tensor  # (B,) float32
+    next_obs: torch.Tensor  # (B, *obs_shape)
+    terminated: torch.Tensor  # (B,) float32, 1.0 where the episode truly ended
+
+
+class ReplayBuffer:
+    """A ring buffer of transitions with uniform sampling.
+
+    Args:
+        capacity: transitions kept; the oldest are overwritten.
+        obs_shape: shape of one observation.
+        obs_dtype: NumPy dtype of observations (uint8 images stay uint8: 4x less memory).
+        device: where sampled batches are delivered.
+        seed: seed of the sampler's own generator (saved in checkpoints for exact resume).
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype | type = np.float32,
+        *,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.capacity = capacity
+        self.device = torch.device(device)
+        self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros(capacity, dtype=np.int64)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.terminated = np.zeros(capacity, dtype=np.float32)
+        self._views = [torch.from_numpy(a) for a in self._arrays()]
+        self.pos = 0
+        self.size = 0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _arrays(self) -> list[np.ndarray]:
+        return [self.obs, self.actions, self.rewards, self.next_obs, self.terminated]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+    ) -> None:
+        """Add a batch of E transitions (one per parallel env)."""
+        n = len(actions)
+        idx = (self.pos + np.arange(n)) % self.capacity if self.pos + n > self.capacity else None
+        where = idx if idx is not None else slice(self.pos, self.pos + n)
+        self.obs[where] = obs
+        self.actions[where] = actions
+        self.rewards[where] = rewards
+        self.next_obs[where] = next_obs
+        self.terminated[where] = terminated
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> Batch:
+        """A uniform minibatch (with replacement) of ``batch_size`` transitions."""
+        idx = torch.randint(0, self.size, (batch_size,), generator=self.generator)
+        return Batch(*(v[idx].to(self.device, non_blocking=True) for v in self._views))
+
+    # -- checkpointing: plain arrays, never pickle --------------------------------------------
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        n = self.size
+        names = ["obs", "actions", "rewards", "next_obs", "terminated"]
+        out = {
+            f"buffer.{k}": torch.from_numpy(np.ascontiguousarray(a[:n]))
+            for k, a in zip(names, self._arrays(), strict=True)
+        }
+        out["buffer.generator"] = self.generator.get_state()
+        return out
+
+    def state_meta(self) -> dict[str, int]:
+        return {"pos": self.pos, "size": self.size, "capacity": self.capacity}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, int]) -> None:
+        n = meta["size"]
+        names = ["obs", "actions", "rewards", "next_obs", "terminated"]
+        for k, a in zip(names, self._arrays(), strict=True):
+            a[:n] = tensors[f"buffer.{k}"].numpy()
+        self.pos, self.size = meta["pos"], n
+        self.generator.set_state(tensors["buffer.generator"])

@@ -1,0 +1,430 @@
+"""Typed configuration: one dataclass per component, presets as YAML, ``key=value`` overrides.
+
+A :class:`Config` is built once (preset -> YAML file -> CLI overrides), validated once, and saved
+as ``config.yaml`` in the run directory, from which ``eval``/``record``/``--resume`` rebuild it.
+
+Example:
+    >>> cfg = load_config("cartpole-dqn", overrides=["dqn.lr=0.001", "train.seed=3"])
+    >>> cfg.dqn.lr
+    0.001
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drlzero.errors import ConfigError
+
+
+def _f(default: Any, doc: str, **kw: Any) -> Any:
+    """A dataclass field whose one-line ``doc`` becomes the CLI help for the key."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc}, **kw)
+    return field(default=default, metadata={"doc": doc}, **kw)
+
+
+@dataclass
+class EnvConfig:
+    """Which environment, how many copies, and how success is judged."""
+
+    id: str = _f("CartPole-v1", "Gymnasium env id (also drlzero/... ids)")
+    num_envs: int = _f(1, "parallel environments in the vector env")
+    vectorization: str = _f("sync", "vector env mode: sync | async")
+    max_episode_steps: int | None = _f(None, "override the env's time limit (truncation)")
+    kwargs: dict = _f({}, "extra keyword arguments for gymnasium.make")
+    success_return: float | None = _f(
+        None, "an episode is a success if its return >= this (when the env has no is_success)"
+    )
+
+
+@dataclass
+class EncoderConfig:
+    """The state representer: observation -> features."""
+
+    name: str = _f("auto", "auto | mlp | nature_cnn | minatar_cnn | transformer")
+    hidden: list = _f([64, 64], "MLP hidden layer sizes")
+    activation: str = _f("relu", "MLP activation: relu | tanh | gelu")
+    features_dim: int | None = _f(None, "CNN output features (None: the network's default)")
+    d_model: int = _f(64, "transformer width")
+    n_heads: int = _f(4, "transformer attention heads")
+    n_layers: int = _f(2, "transformer layers")
+    pooling: str = _f("cls", "transformer pooling: cls | mean")
+
+
+@dataclass
+class DQNConfig:
+    """Deep Q-Network (Mnih et al. 2015) with Double (van Hasselt 2016) and Dueling (Wang 2016)."""
+
+    gamma: float = _f(0.99, "discount factor")
+    lr: float = _f(1e-3, "learning rate")
+    batch_size: int = _f(64, "minibatch size")
+    buffer_size: int = _f(100_000, "replay capacity in transitions")
+    learning_starts: int = _f(1_000, "env steps of pure collection before learning")
+    train_freq: int = _f(4, "vector-env steps between training phases")
+    gradient_steps: int = _f(1, "gradient steps per training phase")
+    target_update_interval: int = _f(500, "env steps between target-network updates")
+    tau: float = _f(1.0, "target update rate: 1 = hard copy, <1 = Polyak averaging")
+    double: bool = _f(False, "Double DQN target")
+    dueling: bool = _f(False, "Dueling head (V + A - mean A)")
+    loss: str = _f("huber", "TD loss: huber | mse")
+    optimizer: str = _f("adam", "adam | rmsprop")
+    adam_eps: float = _f(1e-8, "Adam/RMSprop epsilon")
+    max_grad_norm: float | None = _f(10.0, "gradient-norm clip (None: off)")
+
+
+@dataclass
+class TabularConfig:
+    """Tabular Q-learning, SARSA and Expected SARSA (Sutton & Barto 2018, ch. 6)."""
+
+    lr: float = _f(0.1, "step size alpha")
+    gamma: float = _f(0.99, "discount factor")
+    init_value: float = _f(0.0, "initial Q value (optimism drives exploration)")
+
+
+@dataclass
+class ExplorationConfig:
+    """The behaviour policy during training; evaluation is greedy."""
+
+    kind: str = _f("epsilon_greedy", "epsilon_greedy | softmax")
+    schedule: str = _f("linear", "constant | linear | exponential")
+    start: float = _f(1.0, "epsilon (or temperature) at step 0")
+    end: float = _f(0.05, "final epsilon (or temperature)")
+    fraction: float = _f(0.1, "linear: fraction of total_steps to go from start to end")
+    decay: float = _f(0.999, "exponential: multiplier per env step (floored at end)")
+
+
+@dataclass
+class TrainConfig:
+    """The run: budget, seed, device, evaluation, logging and checkpoints."""
+
+    total_steps: int = _f(50_000, "env steps (summed over parallel envs)")
+    seed: int = _f(0, "one seed fixes everything on CPU")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
+    threads: int | None = _f(1, "torch CPU threads (None: torch's default)")
+    eval_freq: int = _f(5_000, "env steps between greedy evaluations (0: only at the end)")
+    eval_episodes: int = _f(10, "episodes per evaluation")
+    stop_return: float | None = _f(None, "stop early once a greedy eval mean return >= this")
+    log_freq: int = _f(1_000, "env steps between metric rows")
+    checkpoint_freq: int = _f(25_000, "env steps between 'last' checkpoints (0: only at the end)")
+    save_buffer: bool = _f(True, "include the replay buffer in checkpoints (exact resume)")
+    progress: bool = _f(True, "show a live progress bar")
+    tensorboard: bool = _f(True, "write TensorBoard events")
+
+
+ALGOS = ("dqn", "qlearning", "sarsa", "expected_sarsa")
+TABULAR_ALGOS = ("qlearning", "sarsa", "expected_sarsa")
+
+
+@dataclass
+class Config:
+    """A whole run. Sections match the YAML preset keys and ``section.key=value`` overrides."""
+
+    algo: str = _f("dqn", "dqn | qlearning | sarsa | expected_sarsa")
+    name: str = _f("custom", "run name (the preset name by default)")
+    env: EnvConfig = field(default_factory=EnvConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+    tabular: TabularConfig = field(default_factory=TabularConfig)
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> Config:
+        """Check every value once; raise :class:`ConfigError` naming the key and the fix."""
+        _choice("algo", self.algo, ALGOS)
+        _choice("env.vectorization", self.env.vectorization, ("sync", "async"))
+        _choice(
+            "encoder.name",
+            self.encoder.name,
+            ("auto", "mlp", "nature_cnn", "minatar_cnn", "transformer"),
+        )
+        _choice("encoder.activation", self.encoder.activation, ("relu", "tanh", "gelu"))
+        _choice("encoder.pooling", self.encoder.pooling, ("cls", "mean"))
+        _choice("dqn.loss", self.dqn.loss, ("huber", "mse"))
+        _choice("dqn.optimizer", self.dqn.optimizer, ("adam", "rmsprop"))
+        _choice("exploration.kind", self.exploration.kind, ("epsilon_greedy", "softmax"))
+        _choice(
+            "exploration.schedule", self.exploration.schedule, ("constant", "linear", "exponential")
+        )
+        _positive("env.num_envs", self.env.num_envs)
+        if self.env.max_episode_steps is not None:
+            _positive("env.max_episode_steps", self.env.max_episode_steps)
+        if not all(isinstance(h, int) and h > 0 for h in self.encoder.hidden):
+            raise ConfigError(
+                f"encoder.hidden={self.encoder.hidden!r} must be a list of positive integers, "
+                "e.g. encoder.hidden=[64,64]"
+            )
+        for key in ("d_model", "n_heads", "n_layers"):
+            _positive(f"encoder.{key}", getattr(self.encoder, key))
+        d = self.dqn
+        _unit("dqn.gamma", d.gamma)
+        _unit("tabular.gamma", self.tabular.gamma)
+        _positive("dqn.lr", d.lr)
+        _positive("tabular.lr", self.tabular.lr)
+        for key in ("batch_size", "buffer_size", "train_freq", "gradient_steps"):
+            _positive(f"dqn.{key}", getattr(d, key))
+        _positive("dqn.target_update_interval", d.target_update_interval)
+        if d.learning_starts < 0:
+            raise ConfigError(f"dqn.learning_starts={d.learning_starts} must be >= 0")
+        if not 0.0 < d.tau <= 1.0:
+            raise ConfigError(f"dqn.tau={d.tau} must be in (0, 1]; use 1.0 for a hard copy")
+        if d.max_grad_norm is not None:
+            _positive("dqn.max_grad_norm", d.max_grad_norm)
+        e = self.exploration
+        if e.kind == "epsilon_greedy":
+            _unit("exploration.start", e.start)
+            _unit("exploration.end", e.end)
+        else:
+            _positive("exploration.start (temperature)", e.start)
+            _positive("exploration.end (temperature)", e.end)
+        if not 0.0 < e.fraction <= 1.0:
+            raise ConfigError(f"exploration.fraction={e.fraction} must be in (0, 1]")
+        if not 0.0 < e.decay <= 1.0:
+            raise ConfigError(f"exploration.decay={e.decay} must be in (0, 1]")
+        t = self.train
+        _positive("train.total_steps", t.total_steps)
+        _positive("train.eval_episodes", t.eval_episodes)
+        _positive("train.log_freq", t.log_freq)
+        if t.threads is not None:
+            _positive("train.threads", t.threads)
+        for key in ("eval_freq", "checkpoint_freq"):
+            if getattr(t, key) < 0:
+                raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 0")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key}={value} must be > 0")
+
+
+def _unit(key: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{key}={value} must be in [0, 1]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets, YAML files and overrides
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with the package."""
+    folder = resources.files("drlzero") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_summary(name: str) -> str:
+    """The preset's one-line statement of what it reaches."""
+    data = _read_yaml_text((resources.files("drlzero") / "presets" / f"{name}.yaml").read_text())
+    return str(data.get("description", ""))
+
+
+def _read_yaml_text(text: str, origin: str = "preset") -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "parse error"
+        raise ConfigError(f"{origin} is not valid YAML ({first}); fix the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin} must be a YAML mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_config(
+    preset_or_path: str | Path | None = None,
+    *,
+    overrides: list[str] | None = None,
+    **flat: Any,
+) -> Config:
+    """Build and validate a config.
+
+    Args:
+        preset_or_path: a preset name (``drlzero list``) or a YAML file path; None for defaults.
+        overrides: ``section.key=value`` strings, values parsed as YAML.
+        **flat: more overrides as ``section__key=value`` keyword arguments (Python API).
+
+    Returns:
+        The validated :class:`Config`.
+    """
+    cfg = Config()
+    if preset_or_path is not None:
+        source = str(preset_or_path)
+        path = Path(source)
+        if source.endswith((".yaml", ".yml")) or path.is_file():
+            if not path.is_file():
+                raise ConfigError(f"config file {source!r} not found; check the path")
+            data = _read_yaml_text(path.read_text(), origin=f"config file {source!r}")
+        else:
+            names = preset_names()
+            if source not in names:
+                close = difflib.get_close_matches(source, names, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(
+                    f"unknown preset {source!r}: {hint}run 'drlzero list' to see presets, "
+                    "or pass a YAML file"
+                )
+            text = (resources.files("drlzero") / "presets" / f"{source}.yaml").read_text()
+            data = _read_yaml_text(text)
+            data.setdefault("name", source)
+        data.pop("description", None)
+        apply_mapping(cfg, data)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, _, raw = item.partition("=")
+        set_key(cfg, key.strip(), _parse_value(raw))
+    for key, value in flat.items():
+        set_key(cfg, key.replace("__", "."), value)
+    return cfg.validate()
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a config saved with :meth:`Config.to_dict` (e.g. a run's ``config.yaml``)."""
+    cfg = Config()
+    apply_mapping(cfg, data)
+    return cfg.validate()
+
+
+def apply_mapping(cfg: Config, data: dict[str, Any], prefix: str = "") -> None:
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and _is_section(cfg, full):
+            apply_mapping(cfg, value, prefix=f"{full}.")
+        else:
+            set_key(cfg, full, value)
+
+
+def _is_section(cfg: Config, key: str) -> bool:
+    return "." not in key and dataclasses.is_dataclass(getattr(cfg, key, None))
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def all_keys() -> list[tuple[str, str, Any, str]]:
+    """Every settable key as (key, type, default, doc), for ``--help`` and error hints."""
+    rows: list[tuple[str, str, Any, str]] = []
+    cfg = Config()
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            sub_hints = typing.get_type_hints(type(value))
+            for sf in dataclasses.fields(value):
+                rows.append(
+                    (
+                        f"{f.name}.{sf.name}",
+                        _type_name(sub_hints[sf.name]),
+                        getattr(value, sf.name),
+                        sf.metadata.get("doc", ""),
+                    )
+                )
+        else:
+            rows.append((f.name, _type_name(hints[f.name]), value, f.metadata.get("doc", "")))
+    return rows
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def set_key(cfg: Config, key: str, value: Any) -> None:
+    """Set ``section.key`` (or a top-level key) with type checking and coercion."""
+    parts = key.split(".")
+    target: Any = cfg
+    for part in parts[:-1]:
+        if not hasattr(target, part) or not dataclasses.is_dataclass(getattr(target, part)):
+            _unknown_key(key)
+        target = getattr(target, part)
+    name = parts[-1]
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    if name not in fields or dataclasses.is_dataclass(getattr(target, name)):
+        _unknown_key(key)
+    hint = typing.get_type_hints(type(target))[name]
+    setattr(target, name, _coerce(key, value, hint))
+
+
+def _unknown_key(key: str) -> typing.NoReturn:
+    keys = [k for k, *_ in all_keys()]
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(f"unknown config key {key!r}: {hint}see 'drlzero train --help' for all keys")
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner[0])
+    bad = ConfigError(f"{key}={value!r} has the wrong type: expected {_type_name(hint)}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if hint is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if hint is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads "1e-3" as a string
+            except ValueError:
+                raise bad from None
+        raise bad
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if hint is list or origin is list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        raise bad
+    if hint is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise bad
+    return value
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def read_config(path: Path) -> Config:
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: is this a drlzero run directory?")
+    return config_from_dict(_read_yaml_text(path.read_text(), origin=str(path)))

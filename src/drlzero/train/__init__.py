@@ -1,0 +1,1 @@
+"""Training loops, evaluation, logging, checkpoints and plots."""
