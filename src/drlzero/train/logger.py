@@ -153,7 +153,7 @@ class RunLogger:
             row["eval_return_mean"] = evaluation["mean_return"]
             row["eval_return_std"] = evaluation["std_return"]
             row["eval_success_rate"] = evaluation["success_rate"]
-            self.eval_history.append({"step": step, **evaluation})
+            self.eval_history.append({"step": step, "time_s": row["time_s"], **evaluation})
         self._m.writerow(
             {
                 k: ("" if isinstance(v, float) and math.isnan(v) else v)
