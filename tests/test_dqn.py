@@ -92,7 +92,8 @@ def test_phase_of_gradient_steps_equals_one_step_at_a_time() -> None:
     )
     a.update(batch, gradient_steps=3)
     for i in range(3):
-        b.update(Batch(*(x[i * 4 : (i + 1) * 4] for x in batch)), gradient_steps=1)
+        part = (None if x is None else x[i * 4 : (i + 1) * 4] for x in batch)
+        b.update(Batch(*part), gradient_steps=1)
     torch.testing.assert_close(a.q_net.weight, b.q_net.weight)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from drlzero.config import TABULAR_ALGOS, Config, load_config, read_config
+from drlzero.config import TABULAR_ALGOS, Config, EnvConfig, load_config, read_config
 from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import load_checkpoint, load_module
 from drlzero.train.evaluate import evaluate_policy
@@ -87,6 +87,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
         return Agent(cfg, TabularPolicy(tensors["q_table"].numpy()).greedy, checkpoint)
 
     from drlzero.algos.dqn import QPolicy, build_q_network
+    from drlzero.encoders import env_boundary
     from drlzero.envs import make_env
     from drlzero.utils import pick_device
 
@@ -96,7 +97,9 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     env.close()
     load_module("q", q_net, tensors)
     q_net.to(dev).eval()
-    return Agent(cfg, QPolicy(q_net, None, dev).greedy, checkpoint)
+    greedy = QPolicy(q_net, None, dev).greedy
+    prep = env_boundary(q_net.encoder)  # tokens -> cached embeddings etc. (issue 4)
+    return Agent(cfg, lambda obs: greedy(prep(obs)), checkpoint)
 
 
 def evaluate(
@@ -106,24 +109,74 @@ def evaluate(
     seed: int | None = None,
     checkpoint: str = "best",
     write: bool = True,
+    paraphrases: str | Path | None = None,
 ) -> dict[str, Any]:
     """Greedy evaluation of a run's checkpoint; writes ``eval.json`` into the run directory.
 
+    Args:
+        paraphrases: a JSON file mapping mission templates to paraphrase templates (see
+            :mod:`drlzero.paraphrase`); the same episodes are then evaluated again with the
+            missions rewritten (text envs with missions only, e.g. drlzero/BabyAIText-v0).
+
     Returns:
         ``mean_return``, ``std_return``, ``mean_length``, ``success_rate`` (None when the env
-        defines no success) and ``episodes``.
+        defines no success) and ``episodes``; with ``paraphrases`` also
+        ``paraphrase_success_rate`` and ``paraphrase_mean_return``.
     """
     if episodes <= 0:
         raise UserError(f"--episodes {episodes} must be a positive number of episodes")
     agent = load_agent(run_dir, checkpoint)
     cfg = agent.config
-    result = evaluate_policy(
-        agent.act, cfg.env, episodes, cfg.train.seed + 20_000 if seed is None else seed
-    )
+    eval_seed = cfg.train.seed + 20_000 if seed is None else seed
+    result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed)
+    if paraphrases is not None:
+        import dataclasses
+
+        from drlzero.paraphrase import load_paraphrases
+
+        if cfg.env.id != "drlzero/BabyAIText-v0":
+            raise UserError(
+                f"--paraphrases rewrites BabyAI missions; {cfg.env.id} is not drlzero/BabyAIText-v0"
+            )
+        mapping = load_paraphrases(paraphrases)
+        env_cfg = dataclasses.replace(cfg.env, kwargs={**cfg.env.kwargs, "paraphrases": mapping})
+        para = evaluate_policy(agent.act, env_cfg, episodes, eval_seed)
+        result["paraphrase_success_rate"] = para["success_rate"]
+        result["paraphrase_mean_return"] = para["mean_return"]
     out = json_safe(result)
     if write:
         write_eval_json(Path(run_dir), {**out, "checkpoint": agent.checkpoint})
     return out
+
+
+def evaluate_baseline(
+    env: str | EnvConfig, name: str, *, episodes: int = 10, seed: int | None = None
+) -> dict[str, Any]:
+    """Evaluate a hand-written baseline controller (``drlzero eval --baseline NAME --env ENV``).
+
+    Args:
+        env: an env id, a preset name (its ``env`` section is used, so the baseline sees exactly
+            the preset's env), or an :class:`EnvConfig`.
+        name: the baseline, e.g. ``fixed_time`` (see :data:`drlzero.envs.baselines.BASELINES`).
+        episodes: evaluation episodes.
+        seed: evaluation seed; the default 20000 is what ``evaluate`` uses for a seed-0 run, so
+            both see the same episodes.
+
+    Returns:
+        The same keys as :func:`evaluate`.
+    """
+    from drlzero.config import preset_names
+    from drlzero.envs.baselines import evaluate_baseline as _evaluate_baseline
+
+    if episodes <= 0:
+        raise UserError(f"--episodes {episodes} must be a positive number of episodes")
+    if isinstance(env, EnvConfig):
+        env_cfg = env
+    elif env in preset_names():
+        env_cfg = load_config(env).env
+    else:
+        env_cfg = EnvConfig(id=env)
+    return json_safe(_evaluate_baseline(env_cfg, name, episodes, 20_000 if seed is None else seed))
 
 
 def record(

@@ -22,6 +22,7 @@ class Batch(NamedTuple):
     rewards: torch.Tensor  # (B,) float32
     next_obs: torch.Tensor  # (B, *obs_shape)
     terminated: torch.Tensor  # (B,) float32, 1.0 where the episode truly ended
+    discounts: torch.Tensor | None = None  # (B,) gamma^m for n-step samples (m rewards summed)
 
 
 class ReplayBuffer:
@@ -51,13 +52,21 @@ class ReplayBuffer:
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.discounts = np.zeros(capacity, dtype=np.float32)
         self._views = [torch.from_numpy(a) for a in self._arrays()]
         self.pos = 0
         self.size = 0
         self.generator = torch.Generator().manual_seed(seed)
 
     def _arrays(self) -> list[np.ndarray]:
-        return [self.obs, self.actions, self.rewards, self.next_obs, self.terminated]
+        return [
+            self.obs,
+            self.actions,
+            self.rewards,
+            self.next_obs,
+            self.terminated,
+            self.discounts,
+        ]
 
     def __len__(self) -> int:
         return self.size
@@ -69,8 +78,13 @@ class ReplayBuffer:
         rewards: np.ndarray,
         next_obs: np.ndarray,
         terminated: np.ndarray,
-    ) -> None:
-        """Add a batch of E transitions (one per parallel env)."""
+        discounts: np.ndarray | float = 0.0,
+    ) -> slice | np.ndarray:
+        """Add a batch of transitions (one per parallel env, or the n-step windows that closed).
+
+        ``discounts`` is ``gamma^m`` per n-step sample; one-step learners ignore it.
+        Returns where they were written (for a prioritized sampler).
+        """
         n = len(actions)
         idx = (self.pos + np.arange(n)) % self.capacity if self.pos + n > self.capacity else None
         where = idx if idx is not None else slice(self.pos, self.pos + n)
@@ -79,18 +93,25 @@ class ReplayBuffer:
         self.rewards[where] = rewards
         self.next_obs[where] = next_obs
         self.terminated[where] = terminated
+        self.discounts[where] = discounts
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        return where
 
     def sample(self, batch_size: int) -> Batch:
         """A uniform minibatch (with replacement) of ``batch_size`` transitions."""
         idx = torch.randint(0, self.size, (batch_size,), generator=self.generator)
-        return Batch(*(v[idx].to(self.device, non_blocking=True) for v in self._views))
+        return self.gather(idx)
+
+    def gather(self, idx: torch.Tensor | np.ndarray) -> Batch:
+        """The transitions at ``idx`` (e.g. chosen by a prioritized sampler)."""
+        idx_t = torch.as_tensor(idx)
+        return Batch(*(v[idx_t].to(self.device, non_blocking=True) for v in self._views))
 
     # -- checkpointing: plain arrays, never pickle --------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
         n = self.size
-        names = ["obs", "actions", "rewards", "next_obs", "terminated"]
+        names = ["obs", "actions", "rewards", "next_obs", "terminated", "discounts"]
         out = {
             f"buffer.{k}": torch.from_numpy(np.ascontiguousarray(a[:n]))
             for k, a in zip(names, self._arrays(), strict=True)
@@ -103,7 +124,7 @@ class ReplayBuffer:
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, int]) -> None:
         n = meta["size"]
-        names = ["obs", "actions", "rewards", "next_obs", "terminated"]
+        names = ["obs", "actions", "rewards", "next_obs", "terminated", "discounts"]
         for k, a in zip(names, self._arrays(), strict=True):
             a[:n] = tensors[f"buffer.{k}"].numpy()
         self.pos, self.size = meta["pos"], n

@@ -49,11 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no live progress bar")
 
-    e = sub.add_parser("eval", help="evaluate a trained run greedily")
-    e.add_argument("run_dir")
+    e = sub.add_parser("eval", help="evaluate a trained run greedily, or a baseline controller")
+    e.add_argument("run_dir", nargs="?", help="run directory (not with --baseline)")
+    e.add_argument("--baseline", metavar="NAME", help="evaluate this hand-written controller")
+    e.add_argument("--env", help="with --baseline: env id or preset name")
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--seed", type=int, help="evaluation seed (default: derived from the run's)")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    e.add_argument(
+        "--paraphrases",
+        metavar="FILE",
+        help="JSON mission template -> paraphrases; adds paraphrase_success_rate",
+    )
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     r = sub.add_parser("record", help="render greedy episodes of a run to a GIF")
@@ -101,11 +108,22 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from drlzero.api import evaluate
+    from drlzero.api import evaluate, evaluate_baseline
 
-    result = evaluate(
-        args.run_dir, episodes=args.episodes, seed=args.seed, checkpoint=args.checkpoint
-    )
+    if args.baseline is not None:
+        if args.run_dir is not None or args.env is None:
+            raise UserError("--baseline NAME needs --env ENV_ID (or a preset) and no run directory")
+        result = evaluate_baseline(args.env, args.baseline, episodes=args.episodes, seed=args.seed)
+    elif args.run_dir is None or args.env is not None:
+        raise UserError("eval needs a run directory (or --baseline NAME --env ENV_ID)")
+    else:
+        result = evaluate(
+            args.run_dir,
+            episodes=args.episodes,
+            seed=args.seed,
+            checkpoint=args.checkpoint,
+            paraphrases=args.paraphrases,
+        )
     if args.json:
         print(json.dumps(result))
     else:
@@ -114,6 +132,11 @@ def _eval(args: argparse.Namespace) -> int:
             f"{result['episodes']} episodes: return {result['mean_return']:.2f} "
             f"± {result['std_return']:.2f}, length {result['mean_length']:.1f}"
             + (f", success {100 * sr:.0f}%" if sr is not None else "")
+            + (
+                f", paraphrased-mission success {100 * result['paraphrase_success_rate']:.0f}%"
+                if result.get("paraphrase_success_rate") is not None
+                else ""
+            )
         )
     return 0
 

@@ -41,6 +41,9 @@ class EnvConfig:
     vectorization: str = _f("sync", "vector env mode: sync | async")
     max_episode_steps: int | None = _f(None, "override the env's time limit (truncation)")
     kwargs: dict = _f({}, "extra keyword arguments for gymnasium.make")
+    wrappers: list = _f(
+        [], "preprocessing stacks around the env: atari (DQN's for ALE/... ids, drlzero[atari])"
+    )
     success_return: float | None = _f(
         None, "an episode is a success if its return >= this (when the env has no is_success)"
     )
@@ -50,14 +53,39 @@ class EnvConfig:
 class EncoderConfig:
     """The state representer: observation -> features."""
 
-    name: str = _f("auto", "auto | mlp | nature_cnn | minatar_cnn | transformer")
+    name: str = _f(
+        "auto",
+        "auto | mlp | nature_cnn | minatar_cnn | transformer | pretrained | text_transformer"
+        " | multimodal",
+    )
     hidden: list = _f([64, 64], "MLP hidden layer sizes")
     activation: str = _f("relu", "MLP activation: relu | tanh | gelu")
-    features_dim: int | None = _f(None, "CNN output features (None: the network's default)")
+    features_dim: int | None = _f(
+        None, "CNN output / pretrained projection features (None: the network's default)"
+    )
     d_model: int = _f(64, "transformer width")
     n_heads: int = _f(4, "transformer attention heads")
     n_layers: int = _f(2, "transformer layers")
-    pooling: str = _f("cls", "transformer pooling: cls | mean")
+    pooling: str = _f("cls", "transformer pooling: cls | mean (pretrained also: last)")
+    model_path: str = _f("", "pretrained: local Hugging Face model dir ('' = all-MiniLM-L6-v2)")
+    mode: str = _f("frozen", "pretrained fine-tuning: frozen | lora | top_k | full")
+    cache: bool = _f(True, "frozen pretrained: embed once at the env boundary, cache by content")
+    lora_r: int = _f(8, "LoRA rank")
+    lora_alpha: float = _f(16.0, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = _f(0.0, "LoRA dropout")
+    lora_targets: list = _f(["query", "value"], "LoRA target module names")
+    top_k: int = _f(1, "mode=top_k: the last k transformer layers train")
+    backbone_lr: float | None = _f(None, "pretrained backbone learning rate (None: dqn.lr)")
+    warmup: int = _f(0, "gradient steps of linear backbone-LR warm-up (0: none)")
+    bf16: bool = _f(True, "bf16 autocast of the backbone on CUDA devices that support it")
+    grad_checkpointing: bool = _f(False, "gradient checkpointing in the backbone")
+    target_share: str = _f(
+        "copy", "mode=full target network: copy (own encoder) | share (only the head lags)"
+    )
+    trust_remote_code: bool = _f(False, "let the model directory run its own code")
+    text_encoder: str = _f("pretrained", "multimodal text part: pretrained | text_transformer")
+    fusion: str = _f("concat", "multimodal fusion: concat | cross_attention")
+    text_key: str = _f("text", "multimodal: the Dict key holding token ids")
 
 
 @dataclass
@@ -79,6 +107,17 @@ class DQNConfig:
     optimizer: str = _f("adam", "adam | rmsprop")
     adam_eps: float = _f(1e-8, "Adam/RMSprop epsilon")
     max_grad_norm: float | None = _f(10.0, "gradient-norm clip (None: off)")
+    n_step: int = _f(1, "n-step returns (1: one-step TD)")
+    prioritized: bool = _f(False, "prioritized replay (Schaul et al. 2016, proportional)")
+    per_alpha: float = _f(0.6, "prioritized replay: priority exponent alpha")
+    per_beta: float = _f(0.4, "prioritized replay: initial importance exponent (-> 1 at the end)")
+    per_eps: float = _f(1e-6, "prioritized replay: added to |TD error|")
+    distributional: str = _f("none", "none | c51 | qr (QR-DQN)")
+    num_atoms: int = _f(51, "C51 atoms or QR-DQN quantiles")
+    v_min: float = _f(-10.0, "C51 support minimum")
+    v_max: float = _f(10.0, "C51 support maximum")
+    noisy: bool = _f(False, "noisy linear layers in the head (set exploration to 0)")
+    noisy_sigma: float = _f(0.5, "noisy nets: sigma0 of the factorised noise")
 
 
 @dataclass
@@ -120,15 +159,26 @@ class TrainConfig:
     tensorboard: bool = _f(True, "write TensorBoard events")
 
 
-ALGOS = ("dqn", "qlearning", "sarsa", "expected_sarsa")
+ALGOS = ("dqn", "drrn", "qlearning", "sarsa", "expected_sarsa")
+ENCODER_NAMES = (
+    "auto",
+    "mlp",
+    "nature_cnn",
+    "minatar_cnn",
+    "transformer",
+    "pretrained",
+    "text_transformer",
+    "multimodal",
+)
 TABULAR_ALGOS = ("qlearning", "sarsa", "expected_sarsa")
+ENV_WRAPPERS = ("atari",)
 
 
 @dataclass
 class Config:
     """A whole run. Sections match the YAML preset keys and ``section.key=value`` overrides."""
 
-    algo: str = _f("dqn", "dqn | qlearning | sarsa | expected_sarsa")
+    algo: str = _f("dqn", "dqn | drrn (text actions) | qlearning | sarsa | expected_sarsa")
     name: str = _f("custom", "run name (the preset name by default)")
     env: EnvConfig = field(default_factory=EnvConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -141,13 +191,16 @@ class Config:
         """Check every value once; raise :class:`ConfigError` naming the key and the fix."""
         _choice("algo", self.algo, ALGOS)
         _choice("env.vectorization", self.env.vectorization, ("sync", "async"))
+        for name in self.env.wrappers:
+            _choice("env.wrappers[]", name, ENV_WRAPPERS)
         _choice(
             "encoder.name",
             self.encoder.name,
-            ("auto", "mlp", "nature_cnn", "minatar_cnn", "transformer"),
+            ENCODER_NAMES,
         )
         _choice("encoder.activation", self.encoder.activation, ("relu", "tanh", "gelu"))
-        _choice("encoder.pooling", self.encoder.pooling, ("cls", "mean"))
+        _choice("encoder.pooling", self.encoder.pooling, ("cls", "mean", "last"))
+        self._validate_pretrained()
         _choice("dqn.loss", self.dqn.loss, ("huber", "mse"))
         _choice("dqn.optimizer", self.dqn.optimizer, ("adam", "rmsprop"))
         _choice("exploration.kind", self.exploration.kind, ("epsilon_greedy", "softmax"))
@@ -178,6 +231,16 @@ class Config:
             raise ConfigError(f"dqn.tau={d.tau} must be in (0, 1]; use 1.0 for a hard copy")
         if d.max_grad_norm is not None:
             _positive("dqn.max_grad_norm", d.max_grad_norm)
+        _positive("dqn.n_step", d.n_step)
+        _choice("dqn.distributional", d.distributional, ("none", "c51", "qr"))
+        _unit("dqn.per_alpha", d.per_alpha)
+        _unit("dqn.per_beta", d.per_beta)
+        _positive("dqn.per_eps", d.per_eps)
+        _positive("dqn.noisy_sigma", d.noisy_sigma)
+        if d.num_atoms < 2:
+            raise ConfigError(f"dqn.num_atoms={d.num_atoms} must be >= 2")
+        if not d.v_min < d.v_max:
+            raise ConfigError(f"dqn.v_min={d.v_min} must be < dqn.v_max={d.v_max}")
         e = self.exploration
         if e.kind == "epsilon_greedy":
             _unit("exploration.start", e.start)
@@ -199,6 +262,34 @@ class Config:
             if getattr(t, key) < 0:
                 raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 0")
         return self
+
+    def _validate_pretrained(self) -> None:
+        c = self.encoder
+        _choice("encoder.mode", c.mode, ("frozen", "lora", "top_k", "full"))
+        _choice("encoder.target_share", c.target_share, ("copy", "share"))
+        _choice("encoder.text_encoder", c.text_encoder, ("pretrained", "text_transformer"))
+        _choice("encoder.fusion", c.fusion, ("concat", "cross_attention"))
+        if c.pooling == "last" and c.name == "transformer":
+            raise ConfigError("encoder.pooling=last is for pretrained models; use cls or mean")
+        for key in ("lora_r", "lora_alpha", "top_k"):
+            _positive(f"encoder.{key}", getattr(c, key))
+        if not 0.0 <= c.lora_dropout < 1.0:
+            raise ConfigError(f"encoder.lora_dropout={c.lora_dropout} must be in [0, 1)")
+        if not c.lora_targets or not all(isinstance(t, str) for t in c.lora_targets):
+            raise ConfigError("encoder.lora_targets must be a list of module names, e.g. [query]")
+        if c.backbone_lr is not None:
+            _positive("encoder.backbone_lr", c.backbone_lr)
+        if c.warmup < 0:
+            raise ConfigError(f"encoder.warmup={c.warmup} must be >= 0")
+        uses_lm = c.name == "pretrained" or (
+            c.name == "multimodal" and c.text_encoder == "pretrained"
+        )
+        tok = self.env.kwargs.get("tokenizer")
+        if uses_lm and tok is not None and str(tok) != c.model_path:
+            raise ConfigError(
+                f"env.kwargs.tokenizer={tok!r} and encoder.model_path={c.model_path!r} differ: "
+                "the env must tokenize for the model that reads the ids; set them equal"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

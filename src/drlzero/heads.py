@@ -37,12 +37,22 @@ class DuelingHead(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """An encoder followed by a Q head."""
+    """An encoder followed by a Q head.
+
+    ``forward`` always returns Q-values q_BA; a distributional head (one with ``q_values``)
+    exposes its raw output through :meth:`distribution`.
+    """
 
     def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self._distributional = hasattr(head, "q_values")
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.encoder(obs))
+        return self.head.q_values(out) if self._distributional else out
+
+    def distribution(self, obs: torch.Tensor) -> torch.Tensor:
+        """The head's raw output: logits_BAN (C51) or quantiles_BAN (QR-DQN)."""
         return self.head(self.encoder(obs))

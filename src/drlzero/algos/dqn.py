@@ -51,6 +51,11 @@ def td_targets(
     return rewards_B + gamma * (1.0 - terminated_B) * next_v_B
 
 
+def uses_family(cfg: DQNConfig) -> bool:
+    """Whether a Rainbow component is on (then :mod:`drlzero.algos.rainbow` learns)."""
+    return cfg.n_step > 1 or cfg.prioritized or cfg.distributional != "none" or cfg.noisy
+
+
 def build_q_network(cfg: Config, obs_space: gym.Space, action_space: gym.Space) -> QNetwork:
     """Encoder + (linear or dueling) head for a Discrete action space."""
     if not isinstance(action_space, gym.spaces.Discrete):
@@ -64,8 +69,12 @@ def build_q_network(cfg: Config, obs_space: gym.Space, action_space: gym.Space) 
         return build_drrn_network(cfg, obs_space, action_space)  # type: ignore[return-value]
     encoder = build_encoder(cfg.encoder, obs_space)
     num_actions = int(action_space.n)
+    if uses_family(cfg.dqn):
+        from drlzero.algos.rainbow import build_head
+
+        return QNetwork(encoder, build_head(int(encoder.features_dim), num_actions, cfg.dqn))
     head_cls = DuelingHead if cfg.dqn.dueling else LinearHead
-    return QNetwork(encoder, head_cls(encoder.features_dim, num_actions))
+    return QNetwork(encoder, head_cls(int(encoder.features_dim), num_actions))
 
 
 class QPolicy:

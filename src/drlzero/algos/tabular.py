@@ -108,7 +108,7 @@ def train_tabular(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainR
     recent: dict[str, list[float]] = {}
     s, _ = env.reset(seed=t.seed)
     ep_ret, ep_len = 0.0, 0
-    a: int | None = None
+    pending_action: int | None = None
     if resume:
         tensors, meta = load_checkpoint(run_dir / "checkpoints", "last")
         q_SA[:] = tensors["q_table"].numpy()
@@ -123,12 +123,11 @@ def train_tabular(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainR
         if meta.get("env_state") is not None:
             set_env_state(env, meta["env_state"])
             s, ep_ret, ep_len = meta["obs"], meta["ep_ret"], meta["ep_len"]
-            a = meta["action"]
+            pending_action = meta["action"]
         else:
             warnings.warn("env state was not saved: resume starts a fresh episode", stacklevel=2)
             s, _ = env.reset(seed=t.seed + step)
-    if a is None:
-        a = policy.act_one(int(s), step, rng)
+    a = policy.act_one(int(s), step, rng) if pending_action is None else pending_action
 
     logger = RunLogger(
         run_dir,

@@ -17,6 +17,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from drlzero.config import EnvConfig
+from drlzero.envs import atari as _atari
+from drlzero.envs import minatar as _minatar
 from drlzero.errors import ConfigError
 
 __all__ = ["episode_successes", "make_env", "make_vec_env", "registered_env_ids"]
@@ -29,6 +31,11 @@ def registered_env_ids() -> list[str]:
 def _check_id(env_id: str) -> None:
     if env_id in gym.registry:
         return
+    for games in (_minatar, _atari):  # their ids exist once their package is imported
+        if env_id.startswith(games.PREFIX):
+            games.register()
+            if env_id in gym.registry:
+                return
     ids = registered_env_ids()
     close = difflib.get_close_matches(env_id, ids, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
@@ -37,16 +44,26 @@ def _check_id(env_id: str) -> None:
     )
 
 
-def make_env(cfg: EnvConfig, *, render_mode: str | None = None) -> gym.Env:
-    """One env as ``cfg`` describes it, with a time limit if it has none and one is asked for."""
+def make_env(cfg: EnvConfig, *, render_mode: str | None = None, training: bool = True) -> gym.Env:
+    """One env as ``cfg`` describes it, with a time limit if it has none and one is asked for.
+
+    ``training=False`` builds the evaluation variant of ``cfg.wrappers`` (atari: whole games,
+    unclipped rewards)."""
     _check_id(cfg.id)
     kwargs: dict[str, Any] = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    if "atari" in cfg.wrappers:
+        kwargs = _atari.base_kwargs(cfg.id, kwargs)
     try:
-        return gym.make(cfg.id, **kwargs)
+        env = gym.make(cfg.id, **kwargs)
+        if cfg.id.startswith(_minatar.PREFIX):
+            env = _minatar.channels_first(env)
+        if "atari" in cfg.wrappers:
+            env = _atari.wrap(env, training=training)
+        return env
     except TypeError as exc:
         raise ConfigError(f"env.kwargs {cfg.kwargs} do not fit {cfg.id}: {exc}") from None
     except gym.error.DependencyNotInstalled as exc:
@@ -54,11 +71,15 @@ def make_env(cfg: EnvConfig, *, render_mode: str | None = None) -> gym.Env:
         raise ConfigError(f"{cfg.id} needs an extra dependency: {msg}") from None
 
 
-def make_vec_env(cfg: EnvConfig, *, num_envs: int | None = None) -> gym.vector.VectorEnv:
-    """A vector env of ``num_envs`` (default ``cfg.num_envs``) copies in SAME_STEP autoreset."""
+def make_vec_env(
+    cfg: EnvConfig, *, num_envs: int | None = None, training: bool = True
+) -> gym.vector.VectorEnv:
+    """A vector env of ``num_envs`` (default ``cfg.num_envs``) copies in SAME_STEP autoreset
+    (``training=False``: the evaluation variant, see :func:`make_env`)."""
     n = num_envs or cfg.num_envs
-    make_env(cfg).close()  # surface id/kwargs/dependency errors here, not in a worker process
-    fns: list[Callable[[], gym.Env]] = [lambda: make_env(cfg) for _ in range(n)]
+    # surface id/kwargs/dependency errors here, not in a worker process
+    make_env(cfg, training=training).close()
+    fns: list[Callable[[], gym.Env]] = [lambda: make_env(cfg, training=training) for _ in range(n)]
     if cfg.vectorization == "async":
         return gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -84,3 +105,15 @@ def episode_successes(
     if success_return is not None:
         out = np.where(done_E & np.isnan(out), (returns_E >= success_return).astype(float), out)
     return out
+
+
+from drlzero.envs import scenarios as _scenarios  # noqa: E402, F401  (registers drlzero/... ids)
+
+
+def _register_own_envs() -> None:
+    from drlzero.envs.text import register
+
+    register()
+
+
+_register_own_envs()

@@ -26,7 +26,8 @@ class Evaluator:
         self.episodes = episodes
         self.seed = seed
         self.n = min(episodes, max_envs)
-        self.envs: gym.vector.VectorEnv = make_vec_env(env_cfg, num_envs=self.n)
+        # training=False: whole games and raw scores where env.wrappers clip or split them
+        self.envs: gym.vector.VectorEnv = make_vec_env(env_cfg, num_envs=self.n, training=False)
         # env i runs quota[i] episodes: a fixed allocation, so short episodes do not dominate.
         self.quota = np.array([episodes // self.n + (i < episodes % self.n) for i in range(self.n)])
 

@@ -7,20 +7,27 @@ evaluation and checkpoints count env steps.
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from drlzero.algos.dqn import DQNLearner, QPolicy, build_q_network
+from drlzero.algos.dqn import DQNLearner, QPolicy, build_q_network, uses_family
+from drlzero.algos.rainbow import RainbowLearner
 from drlzero.buffers import ReplayBuffer
 from drlzero.config import Config
+from drlzero.encoders import env_boundary, stored_spec
+from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
 from drlzero.envs import episode_successes, make_vec_env
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
+from drlzero.envs.text import stack_obs
 from drlzero.exploration import build_explorer
+from drlzero.noisy import reset_noise
+from drlzero.replay.memory import Replay
 from drlzero.train.checkpoint import (
     load_checkpoint,
     load_module,
@@ -38,14 +45,17 @@ from drlzero.utils import pick_device, seed_everything
 EVAL_SEED_OFFSET = 10_000
 
 
-def _real_next_obs(next_obs: np.ndarray, done_E: np.ndarray, info: dict) -> np.ndarray:
+def _real_next_obs(
+    next_obs: np.ndarray, done_E: np.ndarray, info: dict, prep: Callable[[Any], np.ndarray]
+) -> np.ndarray:
     """Under SAME_STEP autoreset, ended envs return the next episode's first observation;
-    the transition must store the true last one from ``info["final_obs"]``."""
+    the transition must store the true last one from ``info["final_obs"]`` (through ``prep``,
+    the encoder's env-boundary step)."""
     if not done_E.any():
         return next_obs
     real = next_obs.copy()
-    for i in np.flatnonzero(info["_final_obs"]):
-        real[i] = info["final_obs"][i]
+    idx = np.flatnonzero(info["_final_obs"])
+    real[idx] = prep(stack_obs([info["final_obs"][i] for i in idx]))
     return real
 
 
@@ -61,17 +71,22 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     E = envs.num_envs
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     q_net = build_q_network(cfg, obs_space, act_space).to(device)
-    target_net = copy.deepcopy(q_net)
-    learner = DQNLearner(q_net, target_net, d)
+    # Frozen weights (a pretrained backbone) are shared with the target, not copied.
+    target_net = make_target(q_net, share_encoder=cfg.encoder.target_share == "share")
+    groups = param_groups(q_net, d.lr, cfg.encoder.backbone_lr, cfg.encoder.warmup)
+    # Plain DQN keeps the batched fast path; PER / n-step / C51 / QR / noisy use Rainbow's.
+    family = uses_family(d)
+    learner = (RainbowLearner if family else DQNLearner)(q_net, target_net, d, groups)
+    prep = env_boundary(q_net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
     explorer = build_explorer(cfg.exploration, int(act_space.n), t.total_steps)
     policy = QPolicy(q_net, explorer, device)
-    buffer = ReplayBuffer(
+    storage = ReplayBuffer(
         min(d.buffer_size, max(t.total_steps, d.batch_size)),
-        tuple(obs_space.shape),
-        obs_space.dtype,
+        *stored_spec(q_net.encoder, obs_space),
         device=device,
         seed=t.seed + 1,
     )
+    buffer = Replay(storage, d, num_envs=E, total_steps=t.total_steps, seed=t.seed + 3)
     rng = np.random.default_rng(t.seed + 2)
     evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
 
@@ -82,7 +97,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     elapsed = 0.0
     recent: dict[str, list[float]] = {}
     episodes = 0
-    obs, _ = envs.reset(seed=t.seed)
+    obs = prep(envs.reset(seed=t.seed)[0])
     if resume:
         tensors, meta = load_checkpoint(run_dir / "checkpoints", "last", device)
         load_module("q", q_net, tensors)
@@ -108,7 +123,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
                 f"{cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
                 stacklevel=2,
             )
-            obs, _ = envs.reset(seed=t.seed + step)
+            obs = prep(envs.reset(seed=t.seed + step)[0])
 
     logger = RunLogger(
         run_dir,
@@ -160,7 +175,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
 
     def run_eval() -> dict[str, float]:
         q_net.eval()
-        result = evaluator(policy.greedy)
+        result = evaluator(lambda o: policy.greedy(prep(o)))
         q_net.train()
         return result
 
@@ -177,10 +192,14 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     progress_every = max(256 // E, 1)
     try:
         while step < t.total_steps:
+            if d.noisy:
+                reset_noise(q_net)  # fresh exploration noise for every acting step
             actions = policy.act(obs, step, rng)
-            next_obs, reward, term, trunc, info = envs.step(actions)
+            raw_next, reward, term, trunc, info = envs.step(actions)
+            next_obs = prep(raw_next)
             done = term | trunc
-            buffer.add(obs, actions, reward, _real_next_obs(next_obs, done, info), term)
+            real_next = _real_next_obs(next_obs, done, info, prep)
+            buffer.add(obs, actions, reward, real_next, term, trunc)
             ep_ret += reward
             ep_len += 1
             prev_step = step
@@ -195,8 +214,15 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
             obs = next_obs
 
             if step > d.learning_starts and vec_steps % d.train_freq == 0:
-                batch = buffer.sample(d.batch_size * d.gradient_steps)
-                last_stats = learner.update(batch, d.gradient_steps)
+                apply_warmup(learner.optimizer, updates)
+                if buffer.per is None:
+                    batch, _, _ = buffer.sample(d.batch_size * d.gradient_steps, step)
+                    last_stats = learner.update(batch, d.gradient_steps)
+                else:  # priorities change after every step: sample each minibatch anew
+                    for _ in range(d.gradient_steps):
+                        batch, idx, weights = buffer.sample(d.batch_size, step)
+                        last_stats = learner.update(batch, 1, weights)  # type: ignore[call-arg]
+                        buffer.update_priorities(idx, last_stats["priorities"])
                 updates += d.gradient_steps
             if step // tui != prev_step // tui:
                 learner.sync_target()

@@ -81,7 +81,7 @@ def write_eval_json(run_dir: Path, result: dict[str, Any]) -> None:
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:

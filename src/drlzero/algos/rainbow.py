@@ -1,0 +1,192 @@
+"""The DQN family beyond the basics, combinable as in Rainbow (Hessel et al. 2018).
+
+- prioritized replay (Schaul et al. 2016): per-sample importance weights in, new priorities out;
+- n-step returns: ``batch.discounts`` holds ``gamma^m`` for the m rewards summed per sample;
+- distributional heads: C51 (Bellemare et al. 2017) or QR-DQN (Dabney et al. 2018);
+- noisy nets (Fortunato et al. 2018): the head's linear layers are :class:`NoisyLinear`, with
+  fresh noise for every update and every acting step;
+- Double and Dueling, as in :mod:`drlzero.algos.dqn`.
+
+The plain-DQN learner (:class:`drlzero.algos.dqn.DQNLearner`) stays the fast path; this learner
+runs when any of the above is switched on. Shape legend: B batch, A actions, N atoms/quantiles.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drlzero.algos.dqn import DQNLearner, td_targets
+from drlzero.buffers import Batch
+from drlzero.config import DQNConfig
+from drlzero.distributional import (
+    C51Head,
+    QRHead,
+    c51_loss,
+    categorical_projection,
+    quantile_huber_loss,
+    quantile_targets,
+)
+from drlzero.heads import DuelingHead, LinearHead
+from drlzero.noisy import NoisyLinear, reset_noise
+
+
+def _linear(cfg: DQNConfig, d_in: int, d_out: int) -> nn.Module:
+    return NoisyLinear(d_in, d_out, cfg.noisy_sigma) if cfg.noisy else nn.Linear(d_in, d_out)
+
+
+class DuelingDistributionalHead(nn.Module):
+    """Dueling over a distribution: ``z_BAN = v_B1N + a_BAN - mean_a a_BAN``.
+
+    For C51 the combination is applied to the logits before the softmax (Rainbow, eq. 5); for
+    QR-DQN to the quantile values.
+    """
+
+    def __init__(self, features_dim: int, num_actions: int, cfg: DQNConfig, hidden: int = 64):
+        super().__init__()
+        self.kind = cfg.distributional
+        self.num_actions = num_actions
+        self.num_atoms = cfg.num_atoms
+        self.value = nn.Sequential(
+            _linear(cfg, features_dim, hidden), nn.ReLU(), _linear(cfg, hidden, cfg.num_atoms)
+        )
+        self.advantage = nn.Sequential(
+            _linear(cfg, features_dim, hidden),
+            nn.ReLU(),
+            _linear(cfg, hidden, num_actions * cfg.num_atoms),
+        )
+        if self.kind == "c51":
+            self.register_buffer("support_N", torch.linspace(cfg.v_min, cfg.v_max, cfg.num_atoms))
+
+    def forward(self, features_BD: torch.Tensor) -> torch.Tensor:
+        v_B1N = self.value(features_BD).view(-1, 1, self.num_atoms)
+        a_BAN = self.advantage(features_BD).view(-1, self.num_actions, self.num_atoms)
+        return v_B1N + a_BAN - a_BAN.mean(dim=1, keepdim=True)
+
+    def q_values(self, z_BAN: torch.Tensor) -> torch.Tensor:
+        if self.kind == "c51":
+            return (z_BAN.softmax(dim=-1) * self.support_N).sum(dim=-1)
+        return z_BAN.mean(dim=-1)
+
+
+def build_head(features_dim: int, num_actions: int, cfg: DQNConfig) -> nn.Module:
+    """The Q head for ``cfg``: linear or dueling, expected or distributional, plain or noisy."""
+    if cfg.distributional == "none":
+        head: nn.Module = (DuelingHead if cfg.dueling else LinearHead)(features_dim, num_actions)
+    elif cfg.dueling:
+        return DuelingDistributionalHead(features_dim, num_actions, cfg)
+    elif cfg.distributional == "c51":
+        head = C51Head(features_dim, num_actions, cfg.num_atoms, cfg.v_min, cfg.v_max)
+    else:
+        head = QRHead(features_dim, num_actions, cfg.num_atoms)
+    if cfg.noisy:
+        _make_noisy(head, cfg.noisy_sigma)
+    return head
+
+
+def _make_noisy(module: nn.Module, sigma0: float) -> None:
+    """Swap every ``nn.Linear`` inside ``module`` for a :class:`NoisyLinear` of the same shape."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Linear):
+            setattr(module, name, NoisyLinear(child.in_features, child.out_features, sigma0))
+        else:
+            _make_noisy(child, sigma0)
+
+
+def per_sample_loss(
+    q_net: nn.Module, target_net: nn.Module, batch: Batch, cfg: DQNConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loss of each sample, the priority it earns, and Q of the taken actions.
+
+    Priorities: ``|y - Q(s, a)|`` for expected-value heads; the distributional loss itself for
+    C51/QR (the KL form used by Rainbow).
+    """
+    idx_B = torch.arange(batch.actions.shape[0], device=batch.actions.device)
+    a_B = batch.actions
+    if cfg.distributional == "none":
+        q_BA = q_net(batch.obs)
+        q_B = q_BA[idx_B, a_B]
+        with torch.no_grad():
+            next_online = q_net(batch.next_obs) if cfg.double else None
+            y_B = _n_step_targets(batch, target_net(batch.next_obs), next_online)
+        loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
+        loss_B = loss_fn(q_B, y_B, reduction="none")
+        return loss_B, (y_B - q_B).detach().abs(), q_B.detach()
+    z_BAN = q_net.distribution(batch.obs)  # type: ignore[operator]
+    head = q_net.head  # type: ignore[union-attr]
+    q_B = head.q_values(z_BAN.detach())[idx_B, a_B]
+    with torch.no_grad():
+        next_z_BAN = target_net.distribution(batch.next_obs)  # type: ignore[operator]
+        chooser = q_net(batch.next_obs) if cfg.double else head.q_values(next_z_BAN)
+        next_a_B = chooser.argmax(dim=1)
+        next_z_BN = next_z_BAN[idx_B, next_a_B]
+    if cfg.distributional == "c51":
+        with torch.no_grad():
+            target_BN = categorical_projection(
+                next_z_BN.softmax(dim=-1),
+                batch.rewards,
+                batch.discounts,
+                batch.terminated,
+                head.support_N,
+            )
+        loss_B = c51_loss(z_BAN[idx_B, a_B], target_BN)
+    else:
+        target_BN = quantile_targets(next_z_BN, batch.rewards, batch.discounts, batch.terminated)
+        loss_B = quantile_huber_loss(z_BAN[idx_B, a_B], target_BN)
+    return loss_B, loss_B.detach(), q_B
+
+
+def _n_step_targets(
+    batch: Batch, next_q_target_BA: torch.Tensor, next_q_online_BA: torch.Tensor | None
+) -> torch.Tensor:
+    # td_targets with a per-sample discount gamma^m (n-step); broadcasting does the rest.
+    return td_targets(
+        batch.rewards,
+        batch.terminated,
+        next_q_target_BA,
+        batch.discounts,  # type: ignore[arg-type]
+        next_q_online_BA,
+    )
+
+
+class RainbowLearner(DQNLearner):
+    """The DQN learner with importance weights in and priorities out, n-step discounts,
+    distributional losses and noisy-net resets (optimizer, flat weights and target handling are
+    :class:`DQNLearner`'s).
+    """
+
+    def update(
+        self, batch: Batch, gradient_steps: int = 1, weights_B: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``gradient_steps`` optimizer steps on consecutive slices of ``batch``.
+
+        Returns:
+            Mean ``loss`` and ``q_mean`` as 0-d tensors, and ``priorities`` (one per sample of
+            ``batch``) for a prioritized sampler.
+        """
+        g = gradient_steps
+        b = batch.actions.shape[0] // g
+        self.flat.relink()
+        losses, qs, prios = [], [], []
+        for i in range(g):
+            part = Batch(*(None if x is None else x[i * b : (i + 1) * b] for x in batch))
+            w_B = None if weights_B is None else weights_B[i * b : (i + 1) * b]
+            if self.cfg.noisy:
+                reset_noise(self.q_net)
+                reset_noise(self.target_net)
+            loss_B, prio_B, q_B = per_sample_loss(self.q_net, self.target_net, part, self.cfg)
+            loss = (loss_B * w_B).mean() if w_B is not None else loss_B.mean()
+            self.flat.zero_grad()
+            loss.backward()
+            if self.cfg.max_grad_norm is not None:
+                self.flat.clip_grad_norm_(self.cfg.max_grad_norm)
+            self.optimizer.step()
+            losses.append(loss.detach())
+            qs.append(q_B.mean())
+            prios.append(prio_B)
+        return {
+            "loss": torch.stack(losses).mean(),
+            "q_mean": torch.stack(qs).mean(),
+            "priorities": torch.cat(prios),
+        }

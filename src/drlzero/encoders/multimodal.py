@@ -1,0 +1,125 @@
+"""Multimodal encoder for Dict observations (e.g. a BabyAI grid image + the mission in words).
+
+Shape legend: B batch, H, W grid size, C channels, N = H*W cells, E fusion width, T text features.
+
+Each key has its own encoder: a grid encoder for the image, a text encoder (pretrained or
+from-scratch) for the token ids. They are fused by concatenation, or by cross-attention in which
+the text features query the image cells (the mission picks out what to look at; cf. FiLM/
+attention fusion in BabyAI agents, Chevalier-Boisvert et al. 2019).
+
+The replay buffer stores one flat float32 array per observation: the image, then what the text
+encoder stores (token ids, or cached embeddings for a frozen pretrained model; ids < 2**24 are
+exact in float32). :meth:`MultimodalEncoder.preprocess` packs it at the env boundary.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["FUSIONS", "GridEncoder", "MultimodalEncoder"]
+
+FUSIONS = ("concat", "cross_attention")
+
+
+class GridEncoder(nn.Module):
+    """Small-integer grids (MiniGrid's (object, color, state) cells): a learned embedding per
+    (channel, value), summed over channels, then a 3x3 conv. Returns per-cell features (B, N, E)
+    and a pooled vector (B, E)."""
+
+    def __init__(self, shape: tuple[int, ...], *, width: int = 64, max_value: int = 256) -> None:
+        super().__init__()
+        h, w, c = shape
+        self.max_value = max_value
+        self.embed = nn.Embedding(c * max_value, width)
+        self.register_buffer("offsets", torch.arange(c) * max_value, persistent=False)
+        self.conv = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+        self.pool = nn.Sequential(nn.Linear(h * w * width, width), nn.ReLU())
+
+    def forward(self, image_BHWC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = image_BHWC.long().clamp(0, self.max_value - 1) + self.offsets
+        x_BHWE = self.embed(idx).sum(dim=3)
+        x_BEHW = self.conv(x_BHWE.permute(0, 3, 1, 2))
+        cells_BNE = x_BEHW.flatten(2).transpose(1, 2)
+        return cells_BNE, self.pool(cells_BNE.flatten(1))
+
+
+class MultimodalEncoder(nn.Module):
+    """Encodes ``{"image": (H, W, C) grid, text_key: (L,) token ids}``.
+
+    Args:
+        obs_space: the Dict observation space.
+        text_encoder: an encoder over the text key (may define ``preprocess``/``stored_shape``).
+        text_key, image_key: the Dict keys.
+        fusion: concat | cross_attention.
+        width: E, the grid encoder and fusion width.
+    """
+
+    features_dim: int
+
+    def __init__(
+        self,
+        obs_space: gym.spaces.Dict,
+        text_encoder: nn.Module,
+        *,
+        text_key: str = "text",
+        image_key: str = "image",
+        fusion: str = "concat",
+        width: int = 64,
+        n_heads: int = 4,
+    ) -> None:
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        for key in (text_key, image_key):
+            if key not in obs_space.spaces:
+                raise ValueError(f"the multimodal encoder needs the key {key!r} in {obs_space}")
+        self.text_key, self.image_key = text_key, image_key
+        self.image_shape = tuple(int(d) for d in obs_space[image_key].shape)
+        self.image_size = math.prod(self.image_shape)
+        self.text = text_encoder
+        self.text_shape = tuple(getattr(text_encoder, "stored_shape", obs_space[text_key].shape))
+        self.grid = GridEncoder(self.image_shape, width=width)
+        self.fusion = fusion
+        t = text_encoder.features_dim
+        if fusion == "cross_attention":
+            self.query = nn.Linear(t, width)
+            self.attn = nn.MultiheadAttention(width, n_heads, batch_first=True)
+            self.features_dim = t + width
+        else:
+            self.features_dim = t + width
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        return (self.image_size + math.prod(self.text_shape),)
+
+    @property
+    def stored_dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def preprocess(self, obs: dict[str, Any]) -> np.ndarray:
+        """Env boundary: a batch of Dict observations -> one flat float32 array per row."""
+        image = np.asarray(obs[self.image_key]).reshape(len(obs[self.image_key]), -1)
+        text = np.asarray(obs[self.text_key])
+        prep = getattr(self.text, "preprocess", None)
+        if prep is not None:
+            text = prep(text)
+        flat_text = text.reshape(len(text), -1).astype(np.float32)
+        return np.concatenate([image.astype(np.float32), flat_text], axis=1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        image = obs[:, : self.image_size].reshape(-1, *self.image_shape)
+        text = obs[:, self.image_size :].reshape(-1, *self.text_shape)
+        text_stored_float = getattr(self.text, "stored_dtype", np.dtype(np.int32)) == np.float32
+        text_BT = self.text(text if text_stored_float else text.round().int())
+        cells_BNE, image_BE = self.grid(image)
+        if self.fusion == "cross_attention":
+            q_B1E = self.query(text_BT).unsqueeze(1)
+            attended_B1E, _ = self.attn(q_B1E, cells_BNE, cells_BNE, need_weights=False)
+            return torch.cat([text_BT, attended_B1E.squeeze(1)], dim=1)
+        return torch.cat([text_BT, image_BE], dim=1)

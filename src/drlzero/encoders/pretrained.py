@@ -1,0 +1,387 @@
+"""A pretrained Hugging Face model as the state representer, frozen or fine-tuned (issue 4).
+
+Shape legend: B batch, L tokens, H the backbone's hidden size, D ``features_dim``.
+
+Observations are int32 token-id arrays (B, L) padded with ``-1`` (see ``drlzero.envs.text``).
+The backbone is any ``AutoModel`` (encoder or decoder) loaded from a local directory, never from
+a hub; its hidden states are pooled (``mean`` over real tokens, ``cls`` = first token, ``last`` =
+last real token, for decoders) and projected to D features for the Q head.
+
+Fine-tuning modes:
+
+- ``frozen``: no backbone weight trains. With ``cache=True`` the backbone runs at the env
+  boundary (:meth:`PretrainedEncoder.preprocess`): each distinct observation is embedded once,
+  batched, cached by content, and the replay buffer stores the (H,) embeddings, so the learner
+  only runs the projection and head.
+- ``lora``: low-rank adapters (Hu et al. 2021, "LoRA", arXiv:2106.09685) via PEFT on
+  ``lora_targets``; the base weights stay frozen.
+- ``top_k``: only the last ``top_k`` transformer layers train.
+- ``full``: every weight trains.
+
+Dropout inside the backbone is switched off: Q-learning regresses on its own targets and does not
+want a stochastic network. The backbone's own weights that never train (all of them when frozen,
+all but the adapters under LoRA, the lower layers under ``top_k``) are *base* weights: checkpoints
+leave them out and record a fingerprint of the model file instead (:attr:`base_sha256`), and
+:func:`make_target` shares them with the target network instead of copying them.
+
+Example:
+    >>> enc = PretrainedEncoder((32,), mode="lora")  # doctest: +SKIP
+    >>> enc(torch.randint(0, 1000, (2, 32))).shape  # doctest: +SKIP
+    torch.Size([2, 256])
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from drlzero.envs.text import LM_EXTRA, resolve_model_path
+from drlzero.errors import CheckpointError, ConfigError
+
+__all__ = [
+    "MODES",
+    "POOLINGS",
+    "EmbeddingCache",
+    "PretrainedEncoder",
+    "apply_warmup",
+    "count_trainable",
+    "make_target",
+    "param_groups",
+    "shared_storage_bytes",
+]
+
+MODES = ("frozen", "lora", "top_k", "full")
+POOLINGS = ("mean", "cls", "last")
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(path: str) -> bytes:
+    """SHA-256 of the model's weight files: the reference a checkpoint keeps instead of a copy."""
+    h = hashlib.sha256()
+    files = sorted(Path(path).glob("*.safetensors")) or sorted(Path(path).glob("*.bin"))
+    for f in files:
+        with f.open("rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.digest()
+
+
+def _layers(backbone: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks of a BERT-, GPT-2- or Llama-style model."""
+    for path in ("encoder.layer", "layers", "h", "transformer.h", "model.layers", "decoder.layers"):
+        mod: Any = backbone
+        for part in path.split("."):
+            mod = getattr(mod, part, None)
+            if mod is None:
+                break
+        if isinstance(mod, nn.ModuleList):
+            return mod
+    raise ConfigError(
+        "encoder.mode=top_k cannot find the transformer layers of this model; use lora or full"
+    )
+
+
+class EmbeddingCache:
+    """Content-addressed cache of frozen-backbone embeddings (row bytes -> (H,) float32)."""
+
+    def __init__(self, max_items: int = 200_000) -> None:
+        self.max_items = max_items
+        self.rows: dict[bytes, np.ndarray] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class PretrainedEncoder(nn.Module):
+    """A Hugging Face backbone + pooling + projection to ``features_dim``.
+
+    Args:
+        obs_shape: (L,), the token-array length.
+        model_path: local model directory ("" = the packaged all-MiniLM-L6-v2).
+        pooling: mean | cls | last.
+        mode: frozen | lora | top_k | full.
+        features_dim: D, the projection's output size.
+        lora_r, lora_alpha, lora_dropout, lora_targets: the LoRA adapters (PEFT).
+        top_k: layers that train under ``mode=top_k``.
+        cache: in frozen mode, embed at the env boundary and cache by content.
+        bf16: autocast the backbone to bfloat16 on CUDA devices that support it.
+        grad_checkpointing: recompute backbone activations in backward (less memory).
+        trust_remote_code: let the model directory run its own code (off unless asked).
+    """
+
+    features_dim: int
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        *,
+        model_path: str = "",
+        pooling: str = "mean",
+        mode: str = "frozen",
+        features_dim: int = 256,
+        lora_r: int = 8,
+        lora_alpha: float = 16.0,
+        lora_dropout: float = 0.0,
+        lora_targets: Iterable[str] = ("query", "value"),
+        top_k: int = 1,
+        cache: bool = True,
+        bf16: bool = True,
+        grad_checkpointing: bool = False,
+        trust_remote_code: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(obs_shape) != 1:
+            raise ConfigError(
+                f"the pretrained encoder reads token-id arrays (L,), got observations {obs_shape};"
+                " use a drlzero/...Text env or wrap the env with drlzero.envs.text.TokenizeText"
+            )
+        if mode not in MODES or pooling not in POOLINGS:
+            raise ConfigError(f"encoder.mode must be in {MODES}, pooling in {POOLINGS}")
+        try:
+            import transformers
+            from transformers import AutoModel
+        except ImportError:
+            raise ConfigError(f"the pretrained encoder needs transformers: {LM_EXTRA}") from None
+        path = resolve_model_path(model_path)
+        transformers.logging.set_verbosity_error()  # no load reports / progress bars
+        transformers.utils.logging.disable_progress_bar()
+        self.backbone = AutoModel.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=trust_remote_code
+        )
+        for m in self.backbone.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+        cfg = self.backbone.config
+        self.hidden = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd", 0))
+        pad = getattr(cfg, "pad_token_id", None)
+        self.pad_id = int(pad if pad is not None else getattr(cfg, "eos_token_id", 0) or 0)
+        self.obs_len = int(obs_shape[0])
+        self.model_path = str(path)
+        self.pooling = pooling
+        self.mode = mode
+        self.bf16 = bf16
+        self.features_dim = int(features_dim)
+
+        self.backbone.requires_grad_(mode == "full")
+        if mode == "lora":
+            try:
+                from peft import LoraConfig, inject_adapter_in_model
+            except ImportError:
+                raise ConfigError(f"encoder.mode=lora needs peft: {LM_EXTRA}") from None
+            lora = LoraConfig(
+                r=lora_r,
+                lora_alpha=lora_alpha,
+                lora_dropout=lora_dropout,
+                target_modules=list(lora_targets),
+            )
+            try:
+                self.backbone = inject_adapter_in_model(lora, self.backbone)
+            except ValueError as exc:
+                msg = str(exc).splitlines()[0]
+                raise ConfigError(f"encoder.lora_targets={list(lora_targets)}: {msg}") from None
+            for name, p in self.backbone.named_parameters():
+                p.requires_grad_("lora_" in name)
+        elif mode == "top_k":
+            layers = _layers(self.backbone)
+            if not 0 < top_k <= len(layers):
+                raise ConfigError(f"encoder.top_k={top_k} must be in 1..{len(layers)}")
+            for layer in layers[len(layers) - top_k :]:
+                layer.requires_grad_(True)
+        if grad_checkpointing and mode != "frozen":
+            self.backbone.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        # Base weights: loaded from the model directory and never trained.
+        trainable = {n for n, p in self.backbone.named_parameters() if p.requires_grad}
+        self.base_names = set(self.backbone.state_dict(keep_vars=True)) - trainable
+        self.register_buffer(
+            "base_sha256", torch.frombuffer(bytearray(_fingerprint(str(path))), dtype=torch.uint8)
+        )
+        self.embed_at_boundary = mode == "frozen" and cache
+        self.cache = EmbeddingCache() if self.embed_at_boundary else None
+        self.proj = nn.Sequential(nn.Linear(self.hidden, self.features_dim), nn.ReLU())
+        self.register_state_dict_post_hook(_drop_base_weights)
+        self.register_load_state_dict_pre_hook(_restore_base_weights)
+
+    # -- what the replay buffer stores --------------------------------------------------------
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        return (self.hidden,) if self.embed_at_boundary else (self.obs_len,)
+
+    @property
+    def stored_dtype(self) -> np.dtype:
+        return np.dtype(np.float32 if self.embed_at_boundary else np.int32)
+
+    def preprocess(self, obs: np.ndarray) -> np.ndarray:
+        """Env-boundary step: token ids (B, L) -> embeddings (B, H) when frozen with a cache."""
+        ids = np.asarray(obs)
+        if not self.embed_at_boundary:
+            return ids
+        cache = self.cache
+        assert cache is not None
+        keys = [row.tobytes() for row in ids]
+        out = np.empty((len(keys), self.hidden), np.float32)
+        todo: dict[bytes, list[int]] = {}
+        for i, k in enumerate(keys):
+            row = cache.rows.get(k)
+            if row is None:
+                todo.setdefault(k, []).append(i)
+            else:
+                out[i] = row
+        # hits: rows served without running the backbone; misses: distinct rows embedded.
+        cache.hits += len(keys) - len(todo)
+        if todo:
+            cache.misses += len(todo)
+            first = [v[0] for v in todo.values()]
+            device = self.proj[0].weight.device
+            with torch.inference_mode():
+                ids_t = torch.from_numpy(np.ascontiguousarray(ids[first])).to(device)
+                emb = self.embed(ids_t).float().cpu().numpy()
+            for (k, rows), e in zip(todo.items(), emb, strict=True):
+                out[rows] = e
+                if len(cache.rows) < cache.max_items:
+                    cache.rows[k] = e
+        return out
+
+    # -- forward ------------------------------------------------------------------------------
+    def embed(self, ids_BL: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone states (B, H) of token ids padded with -1."""
+        mask_BL = ids_BL >= 0
+        # Right padding carries no information: drop the columns no row uses (texts are often
+        # much shorter than max_tokens, and attention cost grows with L).
+        used = int(mask_BL.sum(1).max().clamp(min=1))
+        ids_BL, mask_BL = ids_BL[:, :used], mask_BL[:, :used]
+        input_BL = torch.where(mask_BL, ids_BL, self.pad_id).long()
+        use_bf16 = self.bf16 and ids_BL.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        with torch.autocast(ids_BL.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            hidden_BLH = self.backbone(
+                input_ids=input_BL, attention_mask=mask_BL.long()
+            ).last_hidden_state
+        hidden_BLH = hidden_BLH.float()
+        if self.pooling == "cls":
+            return hidden_BLH[:, 0]
+        if self.pooling == "last":
+            last_B = (mask_BL.sum(1) - 1).clamp(min=0)
+            return hidden_BLH[torch.arange(len(last_B), device=last_B.device), last_B]
+        m_BL1 = mask_BL.unsqueeze(-1).float()
+        return (hidden_BLH * m_BL1).sum(1) / m_BL1.sum(1).clamp(min=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, H) cached embeddings or (B, L) token ids -> features (B, D)."""
+        if self.embed_at_boundary:
+            return self.proj(obs.float())
+        if self.mode == "frozen":
+            with torch.no_grad():
+                pooled_BH = self.embed(obs)
+        else:
+            pooled_BH = self.embed(obs)
+        return self.proj(pooled_BH)
+
+
+def _drop_base_weights(module: PretrainedEncoder, state: dict, prefix: str, _meta: Any) -> None:
+    """Checkpoints keep trainable weights and the base model's fingerprint, not its weights."""
+    for name in module.base_names:
+        state.pop(f"{prefix}backbone.{name}", None)
+
+
+def _restore_base_weights(
+    module: PretrainedEncoder, state: dict, prefix: str, *_args: Any, **_kw: Any
+) -> None:
+    key = f"{prefix}base_sha256"
+    if key in state and not torch.equal(state[key].cpu(), module.base_sha256.cpu()):
+        raise CheckpointError(
+            f"checkpoint was trained on a different base model than {module.model_path}; "
+            "set encoder.model_path to the model it was trained with"
+        )
+    own = module.backbone.state_dict()
+    for name in module.base_names:
+        state.setdefault(f"{prefix}backbone.{name}", own[name])
+
+
+# ---------------------------------------------------------------------------------------------
+# Target networks, optimizer groups and accounting
+
+
+def make_target(q_net: nn.Module, *, share_encoder: bool = False) -> nn.Module:
+    """A target network that shares what does not train instead of copying it.
+
+    Every parameter with ``requires_grad=False`` (a frozen backbone; the base weights under LoRA
+    or ``top_k``) and the backbone's buffers are the *same* tensors in the target, so a large
+    model exists once; trainable weights (adapters, projection, head) are copied. With
+    ``share_encoder=True`` (full fine-tuning, ``encoder.target_share=share``) the whole encoder is
+    shared too and only the head lags: half the memory, at the price of a target whose features
+    move with the online network. Embedding caches are shared, never copied.
+    """
+    memo: dict[int, Any] = {}
+    for p in q_net.parameters():
+        if not p.requires_grad:
+            memo[id(p)] = p
+    for m in q_net.modules():
+        if isinstance(m, PretrainedEncoder):
+            for b in m.backbone.buffers():
+                memo[id(b)] = b
+            memo[id(m.base_names)] = m.base_names
+            if m.cache is not None:
+                memo[id(m.cache)] = m.cache
+    encoder = getattr(q_net, "encoder", None)
+    if share_encoder and encoder is not None:
+        for t in [*encoder.parameters(), *encoder.buffers()]:
+            memo[id(t)] = t
+    return copy.deepcopy(q_net, memo)
+
+
+def shared_storage_bytes(*modules: nn.Module) -> int:
+    """Bytes of distinct parameter/buffer storage across ``modules`` (shared tensors once)."""
+    seen: set[int] = set()
+    total = 0
+    for module in modules:
+        for t in [*module.parameters(), *module.buffers()]:
+            ptr = t.untyped_storage().data_ptr()
+            if ptr not in seen:
+                seen.add(ptr)
+                total += t.untyped_storage().nbytes()
+    return total
+
+
+def param_groups(
+    q_net: nn.Module, lr: float, backbone_lr: float | None, warmup: int = 0
+) -> list[dict[str, Any]]:
+    """Optimizer groups: trainable backbone weights at ``backbone_lr`` (warmed up over
+    ``warmup`` gradient steps), everything else that trains (projection, head) at ``lr``."""
+    backbone_ids = {
+        id(p)
+        for m in q_net.modules()
+        if isinstance(m, PretrainedEncoder)
+        for p in m.backbone.parameters()
+    }
+    trainable = [p for p in q_net.parameters() if p.requires_grad]
+    backbone = [p for p in trainable if id(p) in backbone_ids]
+    rest = [p for p in trainable if id(p) not in backbone_ids]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr": lr, "base_lr": lr, "warmup": 0}]
+    if backbone:
+        blr = lr if backbone_lr is None else backbone_lr
+        groups.append({"params": backbone, "lr": blr, "base_lr": blr, "warmup": int(warmup)})
+    return groups
+
+
+def apply_warmup(optimizer: torch.optim.Optimizer, updates: int) -> None:
+    """Linear warm-up of groups that ask for it: lr = base_lr * min(1, (updates + 1) / warmup)."""
+    for g in optimizer.param_groups:
+        w = g.get("warmup", 0)
+        if w:
+            g["lr"] = g["base_lr"] * min(1.0, (updates + 1) / w)
+
+
+def count_trainable(module: nn.Module) -> int:
+    """Number of trainable (``requires_grad``) weights."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,89 @@
+"""Mission paraphrases: rewrite a mission with templates, to test language generalisation.
+
+A paraphrase file is JSON mapping a mission template with ``{slot}`` fields to a list of
+paraphrase templates that use the same slots (BabyAI missions use ``{color}`` and ``{type}``)::
+
+    {"go to the {color} {type}": ["walk up to the {color} {type}", "find the {color} {type}"]}
+
+A mission that matches no template is left unchanged (and counted in :attr:`Paraphraser.misses`).
+
+Example:
+    >>> p = Paraphraser({"go to the {color} {type}": ["find the {color} {type}"]}, seed=0)
+    >>> p("go to the red ball")
+    'find the red ball'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from drlzero.errors import ConfigError
+
+__all__ = ["Paraphraser", "load_paraphrases"]
+
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+def load_paraphrases(source: str | Path | dict) -> dict[str, list[str]]:
+    """Read and check a paraphrase mapping (a JSON file path, or the mapping itself)."""
+    if isinstance(source, dict):
+        data, origin = source, "paraphrases"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"paraphrase file {path} not found; pass a JSON file")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"paraphrase file {path} is not valid JSON ({exc.msg})") from None
+        origin = str(path)
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{origin} must map mission templates to lists of paraphrases")
+    out: dict[str, list[str]] = {}
+    for template, paraphrases in data.items():
+        if not isinstance(paraphrases, list) or not paraphrases:
+            raise ConfigError(f"{origin}: {template!r} must map to a non-empty list of strings")
+        slots = set(_SLOT.findall(template))
+        for p in paraphrases:
+            if not isinstance(p, str) or set(_SLOT.findall(p)) - slots:
+                raise ConfigError(
+                    f"{origin}: paraphrase {p!r} uses slots that {template!r} does not define"
+                )
+        out[str(template)] = [str(p) for p in paraphrases]
+    return out
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    parts = _SLOT.split(template)  # literal, slot, literal, slot, ...
+    pattern = "".join(
+        re.escape(part) if i % 2 == 0 else rf"(?P<{part}>\w+(?: \w+)*?)"
+        for i, part in enumerate(parts)
+    )
+    return re.compile(rf"^{pattern}$")
+
+
+class Paraphraser:
+    """Rewrites missions; each call picks one paraphrase of the matching template at random.
+
+    Args:
+        mapping: template -> paraphrase templates (see :func:`load_paraphrases`).
+        seed: seed of the choice among paraphrases.
+    """
+
+    def __init__(self, mapping: dict[str, list[str]], seed: int = 0) -> None:
+        self.rules = [(_template_regex(t), ps) for t, ps in load_paraphrases(mapping).items()]
+        self.rng = np.random.default_rng(seed)
+        self.misses = 0
+
+    def __call__(self, mission: str) -> str:
+        for regex, paraphrases in self.rules:
+            m = regex.match(mission)
+            if m is not None:
+                choice = paraphrases[int(self.rng.integers(len(paraphrases)))]
+                return choice.format(**m.groupdict())
+        self.misses += 1
+        return mission

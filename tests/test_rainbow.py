@@ -1,0 +1,108 @@
+"""The DQN-family learner: heads, n-step targets, importance weights, priorities, noise."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from drlzero.algos.rainbow import RainbowLearner, build_head, per_sample_loss
+from drlzero.buffers import Batch
+from drlzero.config import DQNConfig
+from drlzero.heads import QNetwork
+from drlzero.noisy import NoisyLinear
+
+
+def _net(cfg: DQNConfig) -> QNetwork:
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Linear(3, 16), nn.ReLU())
+    enc.features_dim = 16  # type: ignore[assignment]
+    return QNetwork(enc, build_head(16, 2, cfg))
+
+
+def _batch(n: int = 8, discount: float = 0.9) -> Batch:
+    g = torch.Generator().manual_seed(1)
+    return Batch(
+        torch.randn(n, 3, generator=g),
+        torch.randint(0, 2, (n,), generator=g),
+        torch.randn(n, generator=g),
+        torch.randn(n, 3, generator=g),
+        (torch.rand(n, generator=g) < 0.3).float(),
+        torch.full((n,), discount),
+    )
+
+
+@pytest.mark.parametrize("dist", ["none", "c51", "qr"])
+@pytest.mark.parametrize("dueling", [False, True])
+@pytest.mark.parametrize("noisy", [False, True])
+def test_heads_give_q_values(dist: str, dueling: bool, noisy: bool) -> None:
+    cfg = DQNConfig(distributional=dist, dueling=dueling, noisy=noisy, num_atoms=11)
+    net = _net(cfg)
+    q = net(torch.randn(5, 3))
+    assert q.shape == (5, 2)
+    if dist != "none":
+        assert net.distribution(torch.randn(5, 3)).shape == (5, 2, 11)
+    assert any(isinstance(m, NoisyLinear) for m in net.modules()) == noisy
+
+
+def test_n_step_discount_enters_the_target() -> None:
+    """Expected-value head: y = R + gamma^m (1 - term) max_a Q'(s', a) with the stored gamma^m."""
+    cfg = DQNConfig(loss="mse")
+    net = _net(cfg)
+    target = copy.deepcopy(net)
+    batch = _batch(discount=0.125)  # e.g. n = 3 with gamma = 0.5
+    loss_B, prio_B, q_B = per_sample_loss(net, target, batch, cfg)
+    assert q_B.shape == (8,)
+    with torch.no_grad():
+        y = batch.rewards + 0.125 * (1 - batch.terminated) * target(batch.next_obs).max(1).values
+        q = net(batch.obs).gather(1, batch.actions[:, None]).squeeze(1)
+    torch.testing.assert_close(loss_B, (q - y) ** 2)
+    torch.testing.assert_close(prio_B, (q - y).abs())
+
+
+def test_importance_weights_scale_the_gradient() -> None:
+    cfg = DQNConfig(loss="mse", max_grad_norm=None, lr=0.1, optimizer="rmsprop")
+    batch = _batch()
+    grads = []
+    for w in (torch.ones(8), torch.full((8,), 2.0)):
+        net = _net(cfg)
+        learner = RainbowLearner(net, copy.deepcopy(net), cfg)
+        learner.update(batch, 1, w)
+        grads.append(learner.flat.param.grad.clone())
+    torch.testing.assert_close(grads[1], 2 * grads[0])
+
+
+@pytest.mark.parametrize("dist", ["c51", "qr"])
+def test_distributional_learner_fits_a_fixed_target(dist: str) -> None:
+    """Terminal transitions with reward 1 for action 0: Q(s, 0) must approach 1."""
+    cfg = DQNConfig(distributional=dist, num_atoms=21, v_min=-2, v_max=2, lr=0.01)
+    net = _net(cfg)
+    learner = RainbowLearner(net, copy.deepcopy(net), cfg)
+    n = 32
+    batch = Batch(
+        torch.randn(n, 3),
+        torch.zeros(n, dtype=torch.long),
+        torch.ones(n),
+        torch.randn(n, 3),
+        torch.ones(n),
+        torch.full((n,), 0.99),
+    )
+    for _ in range(300):
+        stats = learner.update(batch)
+    assert stats["priorities"].shape == (n,)
+    assert float(net(batch.obs)[:, 0].mean().detach()) == pytest.approx(1.0, abs=0.1)
+
+
+def test_noise_is_resampled_each_update_and_absent_in_eval() -> None:
+    cfg = DQNConfig(noisy=True)
+    net = _net(cfg)
+    learner = RainbowLearner(net, copy.deepcopy(net), cfg)
+    x = torch.randn(4, 3)
+    layer = next(m for m in net.modules() if isinstance(m, NoisyLinear))
+    before = layer.epsilon_out.clone()
+    learner.update(_batch())
+    assert not torch.equal(before, layer.epsilon_out)
+    net.eval()
+    torch.testing.assert_close(net(x), net(x))

