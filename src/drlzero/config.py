@@ -157,6 +157,9 @@ class TrainConfig:
     save_buffer: bool = _f(True, "include the replay buffer in checkpoints (exact resume)")
     progress: bool = _f(True, "show a live progress bar")
     tensorboard: bool = _f(True, "write TensorBoard events")
+    compile: bool = _f(
+        False, "torch.compile the DQN loss and the acting forward (eager fallback; ~20 s first)"
+    )
 
 
 ALGOS = ("dqn", "drrn", "qlearning", "sarsa", "expected_sarsa")

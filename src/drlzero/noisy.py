@@ -92,6 +92,11 @@ class NoisyLinear(nn.Module):
         return f"{self.in_features}, {self.out_features}, sigma0={self.sigma0}"
 
 
+def noisy_layers(module: nn.Module) -> list[NoisyLinear]:
+    """The NoisyLinear layers inside ``module`` (collect once; walking modules is not free)."""
+    return [m for m in module.modules() if isinstance(m, NoisyLinear)]
+
+
 def reset_noise(module: nn.Module, generator: torch.Generator | None = None) -> None:
     """Call :meth:`NoisyLinear.reset_noise` on every NoisyLinear inside ``module`` (in
     ``module.modules()`` order, so one seeded ``generator`` gives reproducible noise)."""

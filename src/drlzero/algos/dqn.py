@@ -15,6 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -51,6 +55,25 @@ def td_targets(
     return rewards_B + gamma * (1.0 - terminated_B) * next_v_B
 
 
+def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compile(fn)``, falling back to eager (with one warning) if compilation fails."""
+    fast = torch.compile(fn, dynamic=False)
+    state = {"fn": fast}
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if state["fn"] is fast:
+            try:
+                return fast(*args, **kwargs)
+            except Exception as exc:  # inductor/toolchain problems: keep training, eagerly
+                warnings.warn(
+                    f"torch.compile failed ({type(exc).__name__}); running eagerly", stacklevel=2
+                )
+                state["fn"] = fn
+        return state["fn"](*args, **kwargs)
+
+    return call
+
+
 def uses_family(cfg: DQNConfig) -> bool:
     """Whether a Rainbow component is on (then :mod:`drlzero.algos.rainbow` learns)."""
     return cfg.n_step > 1 or cfg.prioritized or cfg.distributional != "none" or cfg.noisy
@@ -80,15 +103,23 @@ def build_q_network(cfg: Config, obs_space: gym.Space, action_space: gym.Space) 
 class QPolicy:
     """The actor: Q-values -> actions via an explorer during training, greedy for evaluation."""
 
-    def __init__(self, q_net: nn.Module, explorer: Explorer | None, device: torch.device) -> None:
+    def __init__(
+        self,
+        q_net: nn.Module,
+        explorer: Explorer | None,
+        device: torch.device,
+        *,
+        compile: bool = False,
+    ) -> None:
         self.q_net = q_net
         self.explorer = explorer
         self.device = device
+        self.forward = compiled(q_net) if compile else q_net
 
     @torch.inference_mode()
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         obs_t = torch.from_numpy(np.asarray(obs)).to(self.device, non_blocking=True)
-        return self.q_net(obs_t).float().cpu().numpy()
+        return self.forward(obs_t).float().cpu().numpy()
 
     def act(self, obs: np.ndarray, step: int, rng: np.random.Generator) -> np.ndarray:
         """Behaviour actions for a batch of observations at global env step ``step``."""
@@ -144,6 +175,8 @@ class DQNLearner:
         target_net: nn.Module,
         cfg: DQNConfig,
         param_groups: list[dict] | None = None,
+        *,
+        compile: bool = False,
     ) -> None:
         self.q_net = q_net
         self.target_net = target_net
@@ -166,6 +199,8 @@ class DQNLearner:
         else:
             self.optimizer = torch.optim.RMSprop(groups, lr=cfg.lr, eps=cfg.adam_eps, foreach=True)
         self.loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
+        # Forward + loss (and, through AOTAutograd, their backward) compiled on request.
+        self.td_loss = compiled(self._td_loss) if compile else self._td_loss
         pairs = [
             (o, t)
             for o, t in zip(
@@ -178,6 +213,13 @@ class DQNLearner:
         self._online = [o for o, _ in pairs]
         self._target = [t for _, t in pairs]
         self.sync_target(1.0)
+
+    def _td_loss(
+        self, obs: torch.Tensor, actions_B: torch.Tensor, y_B: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The TD loss on the taken actions only, and Q of those actions."""
+        q_B = self.q_net(obs).gather(1, actions_B.unsqueeze(1)).squeeze(1)
+        return self.loss_fn(q_B, y_B), q_B
 
     @torch.no_grad()
     def sync_target(self, tau: float | None = None) -> None:
@@ -223,9 +265,7 @@ class DQNLearner:
                 )
             else:
                 y_B = y_all[s]
-            q_BA = self.q_net(batch.obs[s])
-            q_B = q_BA.gather(1, batch.actions[s].unsqueeze(1)).squeeze(1)
-            loss = self.loss_fn(q_B, y_B)
+            loss, q_B = self.td_loss(batch.obs[s], batch.actions[s], y_B)
             self.flat.zero_grad()
             loss.backward()
             if self.cfg.max_grad_norm is not None:

@@ -29,7 +29,7 @@ from drlzero.distributional import (
     quantile_targets,
 )
 from drlzero.heads import DuelingHead, LinearHead
-from drlzero.noisy import NoisyLinear, reset_noise
+from drlzero.noisy import NoisyLinear, noisy_layers
 
 
 def _linear(cfg: DQNConfig, d_in: int, d_out: int) -> nn.Module:
@@ -167,14 +167,15 @@ class RainbowLearner(DQNLearner):
         """
         g = gradient_steps
         b = batch.actions.shape[0] // g
+        if not hasattr(self, "_noisy"):
+            self._noisy = noisy_layers(self.q_net) + noisy_layers(self.target_net)
         self.flat.relink()
         losses, qs, prios = [], [], []
         for i in range(g):
             part = Batch(*(None if x is None else x[i * b : (i + 1) * b] for x in batch))
             w_B = None if weights_B is None else weights_B[i * b : (i + 1) * b]
-            if self.cfg.noisy:
-                reset_noise(self.q_net)
-                reset_noise(self.target_net)
+            for layer in self._noisy:
+                layer.reset_noise()
             loss_B, prio_B, q_B = per_sample_loss(self.q_net, self.target_net, part, self.cfg)
             loss = (loss_B * w_B).mean() if w_B is not None else loss_B.mean()
             self.flat.zero_grad()

@@ -73,13 +73,18 @@ class SumTree:
             return
         if not np.all(np.isfinite(priorities_K)) or np.any(priorities_K < 0):
             raise ValueError("priorities must be finite and >= 0")
-        # Last write wins: the first occurrence in the reversed order is the last one.
-        uniq, first_rev = np.unique(indices_K[::-1], return_index=True)
-        nodes = uniq + self._num_leaves
-        self._nodes[nodes] = priorities_K[::-1][first_rev]
+        if indices_K.size > 1:
+            # Last write wins: the first occurrence in the reversed order is the last one.
+            uniq, first_rev = np.unique(indices_K[::-1], return_index=True)
+            nodes = uniq + self._num_leaves
+            self._nodes[nodes] = priorities_K[::-1][first_rev]
+        else:
+            nodes = indices_K + self._num_leaves
+            self._nodes[nodes] = priorities_K
         self.max_priority = max(self.max_priority, float(priorities_K.max()))
         for _ in range(self._depth):  # recompute the parents, level by level, bottom-up
-            nodes = np.unique(nodes >> 1)
+            # Duplicate parents get the same sum written twice: no need to deduplicate.
+            nodes = nodes >> 1
             self._nodes[nodes] = self._nodes[2 * nodes] + self._nodes[2 * nodes + 1]
 
     def find_prefix_sum(self, values_K: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from drlzero.envs import episode_successes, make_vec_env
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.envs.text import stack_obs
 from drlzero.exploration import build_explorer
-from drlzero.noisy import reset_noise
+from drlzero.noisy import noisy_layers
 from drlzero.replay.memory import Replay
 from drlzero.train.checkpoint import (
     load_checkpoint,
@@ -76,10 +76,13 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     groups = param_groups(q_net, d.lr, cfg.encoder.backbone_lr, cfg.encoder.warmup)
     # Plain DQN keeps the batched fast path; PER / n-step / C51 / QR / noisy use Rainbow's.
     family = uses_family(d)
-    learner = (RainbowLearner if family else DQNLearner)(q_net, target_net, d, groups)
+    learner = (RainbowLearner if family else DQNLearner)(
+        q_net, target_net, d, groups, compile=t.compile
+    )
     prep = env_boundary(q_net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
     explorer = build_explorer(cfg.exploration, int(act_space.n), t.total_steps)
-    policy = QPolicy(q_net, explorer, device)
+    policy = QPolicy(q_net, explorer, device, compile=t.compile)
+    acting_noise = noisy_layers(q_net)
     storage = ReplayBuffer(
         min(d.buffer_size, max(t.total_steps, d.batch_size)),
         *stored_spec(q_net.encoder, obs_space),
@@ -192,8 +195,8 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     progress_every = max(256 // E, 1)
     try:
         while step < t.total_steps:
-            if d.noisy:
-                reset_noise(q_net)  # fresh exploration noise for every acting step
+            for layer in acting_noise:
+                layer.reset_noise()  # fresh exploration noise for every acting step
             actions = policy.act(obs, step, rng)
             raw_next, reward, term, trunc, info = envs.step(actions)
             next_obs = prep(raw_next)
