@@ -9,22 +9,14 @@ import gymnasium as gym
 import numpy as np
 from torch import nn
 
-from drlzero.config import EncoderConfig
+from drlzero.config import ENCODER_NAMES, EncoderConfig
 from drlzero.encoders.base import Encoder
 from drlzero.encoders.cnn import MinAtarCNN, NatureCNN
 from drlzero.encoders.mlp import MLPEncoder
 from drlzero.encoders.transformer import TransformerEncoder
 from drlzero.errors import ConfigError
 
-ENCODERS = (
-    "mlp",
-    "nature_cnn",
-    "minatar_cnn",
-    "transformer",
-    "pretrained",
-    "text_transformer",
-    "multimodal",
-)
+ENCODERS = tuple(n for n in ENCODER_NAMES if n != "auto")  # one list, kept in config.py
 
 __all__ = [
     "ENCODERS",
