@@ -59,6 +59,7 @@ def test_same_seed_same_run(tmp_path: Path, fast: list[str], preset: str, extra:
     ("preset", "module", "extra"),
     [
         ("cartpole-dqn", "drlzero.train.loop", [*DQN, "env.num_envs=2"]),
+        ("cartpole-rainbow", "drlzero.train.loop", [*DQN, "dqn.gradient_steps=8"]),
         (
             "cliffwalking-expected-sarsa",
             "drlzero.algos.tabular",
