@@ -190,7 +190,7 @@ def record(
     if episodes <= 0:
         raise UserError(f"--episodes {episodes} must be a positive number of episodes")
     agent = load_agent(run_dir)
-    env = make_env(agent.config.env, render_mode="rgb_array")
+    env = make_env(agent.config.env, render_mode="rgb_array", training=False)  # whole games
     if env.render_mode != "rgb_array":
         raise UserError(f"{agent.config.env.id} cannot render rgb_array frames; nothing to record")
     frames: list[np.ndarray] = []
