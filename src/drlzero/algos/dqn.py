@@ -38,7 +38,7 @@ def td_targets(
     rewards_B: torch.Tensor,
     terminated_B: torch.Tensor,
     next_q_target_BA: torch.Tensor,
-    gamma: float,
+    gamma: float | torch.Tensor,
     next_q_online_BA: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One-step TD targets ``y = r + gamma * (1 - terminated) * Q'(s', a*)``.
@@ -46,6 +46,7 @@ def td_targets(
     ``a* = argmax_a Q'(s', a)`` for DQN; with ``next_q_online_BA`` (Double DQN),
     ``a* = argmax_a Q(s', a)`` is chosen by the online net and evaluated by the target net.
     Only true termination stops bootstrapping; a time-limit truncation still bootstraps.
+    ``gamma`` may be a per-sample tensor: ``gamma^m`` for n-step samples.
     """
     if next_q_online_BA is None:
         next_v_B = next_q_target_BA.max(dim=1).values

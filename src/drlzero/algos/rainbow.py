@@ -109,7 +109,14 @@ def per_sample_loss(
         q_B = q_BA[idx_B, a_B]
         with torch.no_grad():
             next_online = q_net(batch.next_obs) if cfg.double else None
-            y_B = _n_step_targets(batch, target_net(batch.next_obs), next_online)
+            discounts_B = batch.discounts if batch.discounts is not None else cfg.gamma
+            y_B = td_targets(
+                batch.rewards,
+                batch.terminated,
+                target_net(batch.next_obs),
+                discounts_B,
+                next_online,
+            )
         loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
         loss_B = loss_fn(q_B, y_B, reduction="none")
         return loss_B, (y_B - q_B).detach().abs(), q_B.detach()
@@ -135,19 +142,6 @@ def per_sample_loss(
         target_BN = quantile_targets(next_z_BN, batch.rewards, batch.discounts, batch.terminated)
         loss_B = quantile_huber_loss(z_BAN[idx_B, a_B], target_BN)
     return loss_B, loss_B.detach(), q_B
-
-
-def _n_step_targets(
-    batch: Batch, next_q_target_BA: torch.Tensor, next_q_online_BA: torch.Tensor | None
-) -> torch.Tensor:
-    # td_targets with a per-sample discount gamma^m (n-step); broadcasting does the rest.
-    return td_targets(
-        batch.rewards,
-        batch.terminated,
-        next_q_target_BA,
-        batch.discounts,  # type: ignore[arg-type]
-        next_q_online_BA,
-    )
 
 
 class RainbowLearner(DQNLearner):
