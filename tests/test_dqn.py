@@ -79,18 +79,22 @@ def test_polyak_update() -> None:
     torch.testing.assert_close(learner.target_net.weight, torch.full((2, 2), 0.25))
 
 
+def _random_batch(n: int) -> Batch:
+    g = torch.Generator().manual_seed(0)
+    return Batch(
+        torch.randn(n, 2, generator=g),
+        torch.randint(0, 2, (n,), generator=g),
+        torch.randn(n, generator=g),
+        torch.randn(n, 2, generator=g),
+        (torch.rand(n, generator=g) < 0.3).float(),
+    )
+
+
 def test_phase_of_gradient_steps_equals_one_step_at_a_time() -> None:
     """Batched target computation over G steps = G single steps with a fixed target."""
     cfg = DQNConfig(gamma=0.9, lr=0.01, double=True)
     a, b = _tiny_learner(cfg), _tiny_learner(cfg)
-    g = torch.Generator().manual_seed(0)
-    batch = Batch(
-        torch.randn(12, 2, generator=g),
-        torch.randint(0, 2, (12,), generator=g),
-        torch.randn(12, generator=g),
-        torch.randn(12, 2, generator=g),
-        (torch.rand(12, generator=g) < 0.3).float(),
-    )
+    batch = _random_batch(12)
     a.update(batch, gradient_steps=3)
     for i in range(3):
         part = (None if x is None else x[i * 4 : (i + 1) * 4] for x in batch)
@@ -139,14 +143,7 @@ def test_compiled_update_matches_eager() -> None:
     cfg = DQNConfig(gamma=0.9, lr=0.01, double=True)
     a, b = _tiny_learner(cfg), _tiny_learner(cfg)
     b.td_loss = compiled(b._td_loss)
-    g = torch.Generator().manual_seed(0)
-    batch = Batch(
-        torch.randn(12, 2, generator=g),
-        torch.randint(0, 2, (12,), generator=g),
-        torch.randn(12, generator=g),
-        torch.randn(12, 2, generator=g),
-        (torch.rand(12, generator=g) < 0.3).float(),
-    )
+    batch = _random_batch(12)
     sa = a.update(batch, gradient_steps=3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
