@@ -91,3 +91,21 @@ def test_reset_noise_helper_reaches_every_noisy_layer_reproducibly() -> None:
     assert all(not torch.equal(x, y) for x, y in zip(before, after, strict=True))
     x = torch.randn(3, 4)
     torch.testing.assert_close(a(x), b(x))
+
+
+def test_noise_resetter_draws_fresh_factorised_noise_for_every_layer() -> None:
+    from drlzero.noisy import NoiseResetter
+
+    layers = [NoisyLinear(4, 8), NoisyLinear(8, 3)]
+    reset = NoiseResetter(layers)
+    before = [b.clone() for m in layers for b in (m.epsilon_in, m.epsilon_out)]
+    reset(torch.Generator().manual_seed(0))
+    after = [b.clone() for m in layers for b in (m.epsilon_in, m.epsilon_out)]
+    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    reset(torch.Generator().manual_seed(0))  # same generator state, same noise
+    again = [b for m in layers for b in (m.epsilon_in, m.epsilon_out)]
+    assert all(torch.equal(a, b) for a, b in zip(after, again, strict=True))
+    # f(x) = sgn(x) sqrt(|x|) of standard Gaussians: E[f(x)^2] = E|x| = sqrt(2/pi)
+    big = NoisyLinear(20_000, 1)
+    NoiseResetter([big])(torch.Generator().manual_seed(1))
+    assert abs(big.epsilon_in.pow(2).mean().item() - (2 / torch.pi) ** 0.5) < 0.02

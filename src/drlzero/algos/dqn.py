@@ -30,6 +30,7 @@ from drlzero.config import Config, DQNConfig
 from drlzero.encoders import build_encoder
 from drlzero.errors import ConfigError
 from drlzero.exploration import Explorer
+from drlzero.fastpath import flat_forward
 from drlzero.heads import DuelingHead, LinearHead, QNetwork
 from drlzero.optim import FlatParams
 
@@ -115,12 +116,23 @@ class QPolicy:
         self.q_net = q_net
         self.explorer = explorer
         self.device = device
-        self.forward = compiled(q_net) if compile else q_net
+        self._move = device.type != "cpu"
+        # Compiled on request; else the flat eager forward, built on the first observation.
+        self.forward: Callable[[torch.Tensor], torch.Tensor] | None = (
+            compiled(q_net) if compile else None
+        )
 
     @torch.inference_mode()
     def q_values(self, obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.from_numpy(np.asarray(obs)).to(self.device, non_blocking=True)
-        return self.forward(obs_t).float().cpu().numpy()
+        obs_t = torch.from_numpy(np.asarray(obs))
+        if self._move:
+            obs_t = obs_t.to(self.device, non_blocking=True)
+        if self.forward is None:
+            self.forward = flat_forward(self.q_net, obs_t)
+        q_BA = self.forward(obs_t)
+        if q_BA.dtype != torch.float32 or self._move:
+            q_BA = q_BA.float().cpu()
+        return q_BA.numpy()
 
     def act(self, obs: np.ndarray, step: int, rng: np.random.Generator) -> np.ndarray:
         """Behaviour actions for a batch of observations at global env step ``step``."""
@@ -200,8 +212,12 @@ class DQNLearner:
         else:
             self.optimizer = torch.optim.RMSprop(groups, lr=cfg.lr, eps=cfg.adam_eps, foreach=True)
         self.loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
-        # Forward + loss (and, through AOTAutograd, their backward) compiled on request.
+        # Forward + loss (and, through AOTAutograd, their backward) compiled on request;
+        # eagerly, the networks' flat forwards (drlzero.fastpath) are built on the first batch.
         self.td_loss = compiled(self._td_loss) if compile else self._td_loss
+        self._flat_pending = not compile
+        self.online_fwd: Callable[[torch.Tensor], torch.Tensor] = q_net
+        self.target_fwd: Callable[[torch.Tensor], torch.Tensor] = target_net
         pairs = [
             (o, t)
             for o, t in zip(
@@ -219,7 +235,7 @@ class DQNLearner:
         self, obs: torch.Tensor, actions_B: torch.Tensor, y_B: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The TD loss on the taken actions only, and Q of those actions."""
-        q_B = self.q_net(obs).gather(1, actions_B.unsqueeze(1)).squeeze(1)
+        q_B = self.online_fwd(obs).gather(1, actions_B.unsqueeze(1)).squeeze(1)
         return self.loss_fn(q_B, y_B), q_B
 
     @torch.no_grad()
@@ -243,8 +259,12 @@ class DQNLearner:
         """
         g = gradient_steps
         b = batch.actions.shape[0] // g
+        if self._flat_pending:
+            self._flat_pending = False
+            self.online_fwd = flat_forward(self.q_net, batch.obs[:1])
+            self.target_fwd = flat_forward(self.target_net, batch.next_obs[:1])
         with torch.no_grad():
-            next_q_target_BA = self.target_net(batch.next_obs)
+            next_q_target_BA = self.target_fwd(batch.next_obs)
             if not self.cfg.double:
                 y_all = td_targets(
                     batch.rewards, batch.terminated, next_q_target_BA, self.cfg.gamma
@@ -256,7 +276,7 @@ class DQNLearner:
             s = slice(i * b, (i + 1) * b)
             if self.cfg.double:
                 with torch.no_grad():
-                    next_q_online_BA = self.q_net(batch.next_obs[s])
+                    next_q_online_BA = self.online_fwd(batch.next_obs[s])
                 y_B = td_targets(
                     batch.rewards[s],
                     batch.terminated[s],

@@ -29,7 +29,7 @@ from drlzero.distributional import (
     quantile_targets,
 )
 from drlzero.heads import DuelingHead, LinearHead
-from drlzero.noisy import NoisyLinear, noisy_layers
+from drlzero.noisy import NoiseResetter, NoisyLinear, noisy_layers
 
 
 def _linear(cfg: DQNConfig, d_in: int, d_out: int) -> nn.Module:
@@ -102,13 +102,17 @@ def per_sample_loss(
     Priorities: ``|y - Q(s, a)|`` for expected-value heads; the distributional loss itself for
     C51/QR (the KL form used by Rainbow).
     """
-    idx_B = torch.arange(batch.actions.shape[0], device=batch.actions.device)
+    b = batch.actions.shape[0]
+    idx_B = torch.arange(b, device=batch.actions.device)
     a_B = batch.actions
+    # Double DQN needs the online network on s and s': one forward of both halves costs less
+    # than two on small networks (per-call overhead dominates); only the s half gets gradients.
+    both = torch.cat([batch.obs, batch.next_obs]) if cfg.double else batch.obs
     if cfg.distributional == "none":
-        q_BA = q_net(batch.obs)
-        q_B = q_BA[idx_B, a_B]
+        q_2BA = q_net(both)
+        q_B = q_2BA[:b][idx_B, a_B]
         with torch.no_grad():
-            next_online = q_net(batch.next_obs) if cfg.double else None
+            next_online = q_2BA[b:].detach() if cfg.double else None
             discounts_B = batch.discounts if batch.discounts is not None else cfg.gamma
             y_B = td_targets(
                 batch.rewards,
@@ -120,12 +124,13 @@ def per_sample_loss(
         loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
         loss_B = loss_fn(q_B, y_B, reduction="none")
         return loss_B, (y_B - q_B).detach().abs(), q_B.detach()
-    z_BAN = q_net.distribution(batch.obs)  # type: ignore[operator]
+    z_2BAN = q_net.distribution(both)  # type: ignore[operator]
+    z_BAN = z_2BAN[:b]
     head = q_net.head  # type: ignore[union-attr]
     q_B = head.q_values(z_BAN.detach())[idx_B, a_B]
     with torch.no_grad():
         next_z_BAN = target_net.distribution(batch.next_obs)  # type: ignore[operator]
-        chooser = q_net(batch.next_obs) if cfg.double else head.q_values(next_z_BAN)
+        chooser = head.q_values(z_2BAN[b:].detach() if cfg.double else next_z_BAN)
         next_a_B = chooser.argmax(dim=1)
         next_z_BN = next_z_BAN[idx_B, next_a_B]
     if cfg.distributional == "c51":
@@ -161,15 +166,16 @@ class RainbowLearner(DQNLearner):
         """
         g = gradient_steps
         b = batch.actions.shape[0] // g
-        if not hasattr(self, "_noisy"):
-            self._noisy = noisy_layers(self.q_net) + noisy_layers(self.target_net)
+        if not hasattr(self, "_reset_noise"):
+            self._reset_noise = NoiseResetter(
+                noisy_layers(self.q_net) + noisy_layers(self.target_net)
+            )
         self.flat.relink()
         losses, qs, prios = [], [], []
         for i in range(g):
             part = Batch(*(None if x is None else x[i * b : (i + 1) * b] for x in batch))
             w_B = None if weights_B is None else weights_B[i * b : (i + 1) * b]
-            for layer in self._noisy:
-                layer.reset_noise()
+            self._reset_noise()
             loss_B, prio_B, q_B = per_sample_loss(self.q_net, self.target_net, part, self.cfg)
             loss = (loss_B * w_B).mean() if w_B is not None else loss_B.mean()
             self.flat.zero_grad()

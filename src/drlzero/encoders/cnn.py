@@ -45,6 +45,10 @@ def _to_channels_first(obs: torch.Tensor, is_channels_last: bool) -> torch.Tenso
     return x.permute(0, 3, 1, 2) if is_channels_last else x
 
 
+# One opaque call in a traced graph (drlzero.fastpath): its dtype branch runs on real tensors.
+torch.fx.wrap("_to_channels_first")
+
+
 class _ConvEncoder(nn.Module):
     """Shared plumbing: layout detection, conv torso, flatten size by dummy forward, linear head."""
 

@@ -82,7 +82,9 @@ def make_vec_env(
     fns: list[Callable[[], gym.Env]] = [lambda: make_env(cfg, training=training) for _ in range(n)]
     if cfg.vectorization == "async":
         return gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    from drlzero.envs.vector import SameStepSyncVectorEnv
+
+    return SameStepSyncVectorEnv(fns)
 
 
 def episode_successes(

@@ -87,8 +87,22 @@ class PrioritizedSampler:
         self.beta_end = beta_end
         self.beta_steps = beta_steps
         self.eps = eps
-        self.tree = SumTree(capacity)
+        self._tree = SumTree(capacity)
+        # New items wait here and enter the tree in one vectorized update before the tree is
+        # next read: one update per training phase instead of one per env step (~200 µs each).
+        # Exact, because the max priority they get can only change through update_priorities,
+        # which flushes first.
+        self._pending: list[np.ndarray] = []
         self.rng = np.random.default_rng(seed)
+
+    @property
+    def tree(self) -> SumTree:
+        """The sum tree, with every added item in it."""
+        if self._pending:
+            idx = np.concatenate(self._pending)
+            self._pending.clear()
+            self._tree.update(idx, np.full(idx.shape, self._tree.max_priority))
+        return self._tree
 
     def beta(self, step: int) -> float:
         """The importance-sampling exponent at ``step``: linear from beta_start to beta_end."""
@@ -97,8 +111,7 @@ class PrioritizedSampler:
 
     def on_add(self, indices: np.ndarray) -> None:
         """Give the newly written storage ``indices`` the largest priority seen so far."""
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        self.tree.update(indices, np.full(indices.shape, self.tree.max_priority))
+        self._pending.append(np.asarray(indices, dtype=np.int64).reshape(-1))
 
     def sample(self, batch_size: int, size: int, step: int) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``batch_size`` indices, stratified: one uniform draw in each of B equal segments
@@ -112,13 +125,14 @@ class PrioritizedSampler:
         Returns:
             ``(indices_B, weights_B)``: int64 storage indices and float32 importance weights.
         """
-        total = self.tree.total
+        tree = self.tree
+        total = tree.total
         if size < 1 or total <= 0:
             raise ValueError("cannot sample: no transition has been added")
         segment = total / batch_size
         values_B = (np.arange(batch_size) + self.rng.random(batch_size)) * segment
-        indices_B = self.tree.find_prefix_sum(values_B)
-        probs_B = self.tree[indices_B] / total
+        indices_B = tree.find_prefix_sum(values_B)
+        probs_B = tree[indices_B] / total
         return indices_B, importance_weights(probs_B, size, self.beta(step))
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
@@ -150,7 +164,8 @@ class PrioritizedSampler:
         """Restore what :meth:`state` returned (into a sampler of the same capacity)."""
         if meta["capacity"] != self.capacity:
             raise ValueError(f"state of capacity {meta['capacity']}, sampler has {self.capacity}")
-        self.tree = SumTree(self.capacity)
-        self.tree.update(np.arange(self.capacity), np.asarray(arrays["priorities"]))
-        self.tree.max_priority = float(meta["max_priority"])
+        self._pending.clear()
+        self._tree = SumTree(self.capacity)
+        self._tree.update(np.arange(self.capacity), np.asarray(arrays["priorities"]))
+        self._tree.max_priority = float(meta["max_priority"])
         self.rng.bit_generator.state = meta["rng"]

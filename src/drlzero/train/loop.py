@@ -26,7 +26,7 @@ from drlzero.envs import episode_successes, make_vec_env
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.envs.text import stack_obs
 from drlzero.exploration import build_explorer
-from drlzero.noisy import noisy_layers
+from drlzero.noisy import NoiseResetter, noisy_layers
 from drlzero.replay.memory import Replay
 from drlzero.train.checkpoint import (
     load_checkpoint,
@@ -46,12 +46,12 @@ EVAL_SEED_OFFSET = 10_000
 
 
 def _real_next_obs(
-    next_obs: np.ndarray, done_E: np.ndarray, info: dict, prep: Callable[[Any], np.ndarray]
+    next_obs: np.ndarray, any_done: bool, info: dict, prep: Callable[[Any], np.ndarray]
 ) -> np.ndarray:
     """Under SAME_STEP autoreset, ended envs return the next episode's first observation;
     the transition must store the true last one from ``info["final_obs"]`` (through ``prep``,
     the encoder's env-boundary step)."""
-    if not done_E.any():
+    if not any_done:
         return next_obs
     real = next_obs.copy()
     idx = np.flatnonzero(info["_final_obs"])
@@ -82,7 +82,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     prep = env_boundary(q_net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
     explorer = build_explorer(cfg.exploration, int(act_space.n), t.total_steps)
     policy = QPolicy(q_net, explorer, device, compile=t.compile)
-    acting_noise = noisy_layers(q_net)
+    reset_acting_noise = NoiseResetter(noisy_layers(q_net))
     storage = ReplayBuffer(
         min(d.buffer_size, max(t.total_steps, d.batch_size)),
         *stored_spec(q_net.encoder, obs_space),
@@ -195,20 +195,20 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     progress_every = max(256 // E, 1)
     try:
         while step < t.total_steps:
-            for layer in acting_noise:
-                layer.reset_noise()  # fresh exploration noise for every acting step
+            reset_acting_noise()  # fresh exploration noise for every acting step (no-op without)
             actions = policy.act(obs, step, rng)
             raw_next, reward, term, trunc, info = envs.step(actions)
             next_obs = prep(raw_next)
             done = term | trunc
-            real_next = _real_next_obs(next_obs, done, info, prep)
+            any_done = bool(done.any())
+            real_next = _real_next_obs(next_obs, any_done, info, prep)
             buffer.add(obs, actions, reward, real_next, term, trunc)
             ep_ret += reward
             ep_len += 1
             prev_step = step
             step += E
             vec_steps += 1
-            if done.any():
+            if any_done:
                 succ = episode_successes(info, done, ep_ret, cfg.env.success_return)
                 for i in np.flatnonzero(done):
                     logger.episode(step, float(ep_ret[i]), int(ep_len[i]), float(succ[i]))
