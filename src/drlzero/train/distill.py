@@ -91,6 +91,10 @@ class DistillConfig:
     """seed of everything"""
     teacher_checkpoint: str = "best"
     """best | last"""
+    timing_calls: int = 200
+    """greedy forwards per timing round (inference speed report)"""
+    timing_rounds: int = 7
+    """alternating timing rounds; the median is reported"""
     progress: bool = True
     """live progress bar"""
     tensorboard: bool = False
@@ -107,6 +111,8 @@ class DistillConfig:
         for key in ("teacher_fraction", "teacher_epsilon", "student_epsilon"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 1]")
+        if self.timing_calls <= 0 or self.timing_rounds <= 0:
+            raise ConfigError("timing_calls and timing_rounds must be > 0")
         if self.eval_episodes <= 0 or self.final_episodes <= 0 or self.eval_freq < 0:
             raise ConfigError("evaluation episodes must be > 0 and eval_freq >= 0")
         if self.teacher_checkpoint not in ("best", "last"):
@@ -391,7 +397,13 @@ def _report(
         finally:
             ev.close()
         assert t.q_net is not None
-        speed = time_forward({"teacher": t.q_net, "student": net}, shape, seed=s.seed)
+        speed = time_forward(
+            {"teacher": t.q_net, "student": net},
+            shape,
+            calls=s.timing_calls,
+            rounds=s.timing_rounds,
+            seed=s.seed,
+        )
         t_params, s_params = t.num_params, num_params(net)
         tasks.append(
             {
