@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import load_checkpoint, load_module
 from drlzero.train.evaluate import evaluate_policy
 from drlzero.train.run import TrainResult, json_safe, new_run_dir, resume_config, write_eval_json
+
+if TYPE_CHECKING:
+    from drlzero.train.distill import DistillResult
 
 
 def train(
@@ -256,7 +259,9 @@ def collect(
     )
 
 
-def distill(teachers: list[str | Path], *, out: str | Path | None = None, **settings: Any) -> Any:
+def distill(
+    teachers: list[str | Path], *, out: str | Path | None = None, **settings: Any
+) -> DistillResult:
     """Distil DQN teachers into a smaller (multi-task) student run (``drlzero distill``).
 
     ``settings`` are the fields of :class:`drlzero.train.distill.DistillConfig` (``hidden``,

@@ -91,6 +91,7 @@ def _add_collect_distill(sub: argparse._SubParsersAction) -> None:
     d.add_argument("teachers", nargs="+", metavar="TEACHER_RUN", help="one run per env")
     d.add_argument("--out", help="student run directory (default runs/distill-ENV-sSEED-TIME)")
     d.add_argument("--hidden", default="32,32", help="student hidden sizes, e.g. 32,32")
+    d.add_argument("--features-dim", type=int, help="student CNN features (default: teacher's)")
     d.add_argument("--loss", default="kl", help="kl | mse | nll")
     d.add_argument("--tau", type=float, default=0.01, help="kl: teacher softmax temperature")
     d.add_argument("--steps", type=int, default=20_000, help="env steps per task")
@@ -229,6 +230,7 @@ def _distill(args: argparse.Namespace) -> int:
         args.teachers,
         out=args.out,
         hidden=hidden,
+        features_dim=args.features_dim,
         loss=args.loss,
         tau=args.tau,
         total_steps=args.steps,

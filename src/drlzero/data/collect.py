@@ -68,8 +68,9 @@ def _space_json(space: gym.Space) -> dict[str, Any]:
             "dtype": str(space.dtype),
         }
         if space.low.size <= 4096:  # bounds of image spaces would only bloat the manifest
-            out["low"] = np.where(np.isfinite(space.low), space.low, None).tolist()
-            out["high"] = np.where(np.isfinite(space.high), space.high, None).tolist()
+            # JSON has no infinity: unbounded dimensions are null
+            out["low"] = [float(x) if np.isfinite(x) else None for x in space.low.ravel()]
+            out["high"] = [float(x) if np.isfinite(x) else None for x in space.high.ravel()]
         return out
     if isinstance(space, gym.spaces.MultiDiscrete):
         return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
@@ -187,7 +188,7 @@ def collect_one(
     writer = _ShardWriter(out, with_q)
     E = envs.num_envs
     # per-env episode in progress: lists of per-step arrays
-    cur: list[dict[str, list[np.ndarray]]] = [_new_episode() for _ in range(E)]
+    cur: list[dict[str, list[Any]]] = [_new_episode() for _ in range(E)]
     obs, _ = envs.reset(seed=seed)
     for i in range(E):
         cur[i]["obs"].append(np.asarray(obs[i]))
@@ -216,7 +217,8 @@ def collect_one(
                 actions, q_BA = policy.act(obs)
             if epsilon > 0:
                 explore = rng.random(E) < epsilon
-                actions = np.where(explore, rng.integers(0, int(act_space.n), E), actions)
+                n_actions = int(act_space.n)  # type: ignore[attr-defined]
+                actions = np.where(explore, rng.integers(0, n_actions, E), actions)
             actions = np.asarray(actions).astype(act_space.dtype, copy=False)
             next_obs, reward, term, trunc, info = envs.step(actions)
             for i in range(E):

@@ -14,6 +14,7 @@ several teachers it is task 0's, and ``tasks/<i>-<env>/`` holds one such directo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import statistics
@@ -39,6 +40,7 @@ from drlzero.algos.dqn import build_q_network
 from drlzero.config import TABULAR_ALGOS, Config, save_config
 from drlzero.envs import make_vec_env
 from drlzero.errors import ConfigError, UserError
+from drlzero.heads import QNetwork
 from drlzero.train.checkpoint import load_checkpoint, load_module, module_tensors, save_checkpoint
 from drlzero.train.evaluate import Evaluator
 from drlzero.train.logger import RunLogger
@@ -215,7 +217,7 @@ def distill(
     run_dir = _new_dir(out, cfgs[0], s.seed)
     envs = [make_vec_env(c.env, num_envs=1) for c in cfgs]
     dims = [space_dims(e.single_observation_space, e.single_action_space) for e in envs]
-    nets = [
+    nets: list[QNetwork] = [
         build_q_network(c, e.single_observation_space, e.single_action_space)
         for c, e in zip(cfgs, envs, strict=True)
     ]
@@ -257,7 +259,9 @@ def distill(
 
     def evaluate_students() -> list[dict[str, float]]:
         student.eval()
-        res = [ev(lambda o, n=net: _greedy(n, o)) for ev, net in zip(evaluators, nets, strict=True)]
+        res = [
+            ev(functools.partial(_greedy, net)) for ev, net in zip(evaluators, nets, strict=True)
+        ]
         student.train()
         return res
 
@@ -380,7 +384,7 @@ def _new_dir(out: str | Path | None, cfg: Config, seed: int) -> Path:
 
 def _report(
     tq: list[QRun],
-    nets: list[nn.Module],
+    nets: list[QNetwork],
     student: MultiTaskStudent,
     cfgs: list[Config],
     dims: list[tuple[tuple[int, ...], int]],
@@ -393,7 +397,7 @@ def _report(
         ev = Evaluator(c.env, s.final_episodes, eval_seed)
         try:
             teacher_eval = ev(t.greedy)
-            student_eval = ev(lambda o, n=net: _greedy(n, o))
+            student_eval = ev(functools.partial(_greedy, net))
         finally:
             ev.close()
         assert t.q_net is not None
