@@ -38,3 +38,28 @@ FAST = ["train.progress=false", "train.tensorboard=false"]
 @pytest.fixture
 def fast() -> list[str]:
     return list(FAST)
+
+
+@pytest.fixture(scope="session")
+def tiny_teachers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Two barely trained DQN runs (CartPole, Acrobot) for collect/distill mechanics tests."""
+    import drlzero
+
+    root = tmp_path_factory.mktemp("teachers")
+    runs = {}
+    for preset in ("cartpole-dqn", "acrobot-dqn"):
+        runs[preset] = drlzero.train(
+            preset,
+            out=root / preset,
+            overrides=[
+                *FAST,
+                "train.total_steps=400",
+                "dqn.learning_starts=100",
+                "dqn.train_freq=50",
+                "dqn.gradient_steps=8",
+                "train.eval_episodes=1",
+                "train.eval_freq=0",
+                "env.max_episode_steps=100",
+            ],
+        ).run_dir
+    return runs

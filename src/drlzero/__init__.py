@@ -6,7 +6,7 @@ Python API (each CLI command is one call):
     >>> drlzero.evaluate(result.run_dir, episodes=10)  # doctest: +SKIP
 """
 
-from drlzero.api import Agent, evaluate, load_agent, record, train
+from drlzero.api import Agent, collect, distill, evaluate, load_agent, record, train
 from drlzero.config import (
     Config,
     DQNConfig,
@@ -35,6 +35,8 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "UserError",
+    "collect",
+    "distill",
     "evaluate",
     "load_agent",
     "load_config",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import load_checkpoint, load_module
 from drlzero.train.evaluate import evaluate_policy
 from drlzero.train.run import TrainResult, json_safe, new_run_dir, resume_config, write_eval_json
+
+if TYPE_CHECKING:
+    from drlzero.train.distill import DistillResult
 
 
 def train(
@@ -224,3 +228,50 @@ def summary_of(result: TrainResult) -> dict[str, Any]:
             "wall_time_s": round(result.wall_time_s, 2),
         }
     )
+
+
+def collect(
+    envs: list[str] | None,
+    policy: str,
+    *,
+    out: str | Path,
+    episodes: int | None = None,
+    steps: int | None = None,
+    epsilon: float = 0.0,
+    seed: int = 0,
+    num_envs: int = 1,
+) -> list[Path]:
+    """Roll out a policy and write trajectory datasets (``drlzero collect``, issue #7).
+
+    See :func:`drlzero.data.collect.collect` for the arguments and docs/data.md for the format.
+    """
+    from drlzero.data.collect import collect as _collect
+
+    return _collect(
+        list(envs or []),
+        policy,
+        out=out,
+        episodes=episodes,
+        steps=steps,
+        epsilon=epsilon,
+        seed=seed,
+        num_envs=num_envs,
+    )
+
+
+def distill(
+    teachers: list[str | Path], *, out: str | Path | None = None, **settings: Any
+) -> DistillResult:
+    """Distil DQN teachers into a smaller (multi-task) student run (``drlzero distill``).
+
+    ``settings`` are the fields of :class:`drlzero.train.distill.DistillConfig` (``hidden``,
+    ``loss``, ``tau``, ``total_steps``, ...). Returns a ``DistillResult`` (run_dir, report).
+    """
+    from drlzero.train.distill import DistillConfig
+    from drlzero.train.distill import distill as _distill
+
+    known = {f.name for f in dataclasses.fields(DistillConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise UserError(f"unknown distill setting(s) {unknown}; known: {', '.join(sorted(known))}")
+    return _distill(list(teachers), out, DistillConfig(**settings))

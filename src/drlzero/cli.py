@@ -69,7 +69,41 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output file (default RUN_DIR/episodes.gif)")
 
     sub.add_parser("list", help="presets, algorithms, encoders, explorers and environments")
+    _add_collect_distill(sub)
     return p
+
+
+def _add_collect_distill(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("collect", help="roll out a policy and write trajectory datasets")
+    c.add_argument(
+        "--env", action="append", help="env id or preset (repeat for several envs)", default=[]
+    )
+    c.add_argument("--policy", required=True, help="random | baseline:NAME | RUN_DIR")
+    c.add_argument("--epsilon", type=float, default=0.0, help="random-action probability")
+    n = c.add_mutually_exclusive_group(required=True)
+    n.add_argument("--episodes", type=int, help="whole episodes per env")
+    n.add_argument("--steps", type=int, help="env steps per env")
+    c.add_argument("--out", required=True, help="dataset directory to create")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--num-envs", type=int, default=1, help="parallel envs per dataset")
+
+    d = sub.add_parser("distill", help="distil DQN teacher runs into a smaller student run")
+    d.add_argument("teachers", nargs="+", metavar="TEACHER_RUN", help="one run per env")
+    d.add_argument("--out", help="student run directory (default runs/distill-ENV-sSEED-TIME)")
+    d.add_argument("--hidden", default="32,32", help="student hidden sizes, e.g. 32,32")
+    d.add_argument("--features-dim", type=int, help="student CNN features (default: teacher's)")
+    d.add_argument("--loss", default="kl", help="kl | mse | nll")
+    d.add_argument("--tau", type=float, default=0.01, help="kl: teacher softmax temperature")
+    d.add_argument("--steps", type=int, default=20_000, help="env steps per task")
+    d.add_argument("--teacher-fraction", type=float, default=0.5, help="steps the teacher acts")
+    d.add_argument("--teacher-epsilon", type=float, default=0.05)
+    d.add_argument("--student-epsilon", type=float, default=0.0)
+    d.add_argument("--lr", type=float, default=1e-3)
+    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--eval-episodes", type=int, default=20, help="final teacher/student episodes")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    d.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -166,6 +200,70 @@ def _list(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect(args: argparse.Namespace) -> int:
+    from drlzero.api import collect
+    from drlzero.data.collect import summary
+
+    paths = collect(
+        args.env,
+        args.policy,
+        out=args.out,
+        episodes=args.episodes,
+        steps=args.steps,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        num_envs=args.num_envs,
+    )
+    for path in paths:
+        print(json.dumps(summary(path)))
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from drlzero.api import distill
+
+    try:
+        hidden = [int(h) for h in args.hidden.split(",")]
+    except ValueError:
+        raise UserError(f"--hidden {args.hidden!r} must be sizes like 32,32") from None
+    res = distill(
+        args.teachers,
+        out=args.out,
+        hidden=hidden,
+        features_dim=args.features_dim,
+        loss=args.loss,
+        tau=args.tau,
+        total_steps=args.steps,
+        teacher_fraction=args.teacher_fraction,
+        teacher_epsilon=args.teacher_epsilon,
+        student_epsilon=args.student_epsilon,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        final_episodes=args.eval_episodes,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    r = res.report
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    print(f"student run: {res.run_dir}")
+    print(
+        f"parameters: teacher {r['teacher_params']:,} / student {r['student_params']:,} "
+        f"= {r['param_ratio']:.1f}x smaller"
+    )
+    for t in r["tasks"]:
+        us = t["forward_us"]
+        print(
+            f"{t['env']}: return teacher {t['teacher_eval']['mean_return']:.1f} / student "
+            f"{t['student_eval']['mean_return']:.1f} = retention {t['return_retention']:.3f}; "
+            f"greedy forward batch 1 {us['b1']['teacher']:.1f} vs {us['b1']['student']:.1f} us "
+            f"({t['speedup_b1']:.2f}x), batch 256 {us['b256']['teacher']:.1f} vs "
+            f"{us['b256']['student']:.1f} us ({t['speedup_b256']:.2f}x)"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # key=value overrides may come anywhere after the preset, also after options.
@@ -176,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         args.overrides = [*args.overrides, *extra]
     handlers = {"train": _train, "eval": _eval, "record": _record, "list": _list}
+    handlers.update({"collect": _collect, "distill": _distill})
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         return handlers[args.command](args)
