@@ -59,8 +59,8 @@ def dqn_overrides(model: Path, mode: str, seed: int, steps: int) -> list[str]:
         "dqn.learning_starts=1000",
         "dqn.gradient_steps=1",
         f"train.total_steps={steps}",
-        "train.eval_freq=2000",
-        "train.eval_episodes=30",
+        "train.eval_freq=2500",
+        "train.eval_episodes=20",
         f"train.seed={seed}",
         "train.progress=false",
         "train.tensorboard=false",
@@ -71,10 +71,10 @@ def dqn_overrides(model: Path, mode: str, seed: int, steps: int) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--steps", type=int, default=20_000, help="DQN env steps per run")
+    ap.add_argument("--steps", type=int, default=15_000, help="DQN env steps per run")
     ap.add_argument("--arms", default="scratch-full,pre-full,pre-frozen")
     ap.add_argument("--data-steps", type=int, default=20_000)
-    ap.add_argument("--pretrain-steps", type=int, default=1500)
+    ap.add_argument("--pretrain-steps", type=int, default=1000)
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--out", default="runs/pretrain-bench")
     args = ap.parse_args()
@@ -91,9 +91,10 @@ def main() -> None:
             summary = pretrain(data, models[key], cfg)
             print(json.dumps(summary), flush=True)
     rows = []
-    for arm in args.arms.split(","):
-        model_key, mode = ARMS[arm]
-        for seed in (int(s) for s in args.seeds.split(",")):
+    # Seed-major order: an interrupted benchmark still has whole seeds of every arm.
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for arm in args.arms.split(","):
+            model_key, mode = ARMS[arm]
             t0 = time.perf_counter()
             res = drlzero.train(
                 "catchball-dqn",

@@ -42,7 +42,7 @@ from drlzero.pretrain.objectives import (
 )
 from drlzero.pretrain.obs_tokenizer import MASK, PAD, ObsTokenizer
 
-__all__ = ["PretrainConfig", "PretrainModel", "pretrain"]
+__all__ = ["PretrainConfig", "PretrainModel", "pretrain", "save_encoder"]
 
 
 @dataclass
@@ -237,18 +237,16 @@ def pretrain(
             parts = " ".join(f"{k} {np.mean(v[-cfg.log_every :]):.4f}" for k, v in curve.items())
             print(f"pretrain step {step + 1}/{cfg.steps}: {parts}", file=sys.stderr)
     wall = time.perf_counter() - start
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    model.backbone.save_pretrained(str(folder), safe_serialization=True)
-    tok.save(folder)
+    folder = save_encoder(model, tok, out)
+    # Loss summaries over the first and last fifth of training (at most 100 steps each).
+    window = max(1, min(100, cfg.steps // 5))
     summary = {
         "model_dir": str(folder),
         "steps": cfg.steps,
         "params": sum(p.numel() for p in model.backbone.parameters()),
         "wall_time_s": round(wall, 2),
-        "loss_first": {k: _mean(v[:100]) for k, v in curve.items()},
-        "loss_last": {k: _mean(v[-100:]) for k, v in curve.items()},
+        "loss_first": {k: _mean(v[:window]) for k, v in curve.items()},
+        "loss_last": {k: _mean(v[-window:]) for k, v in curve.items()},
     }
     record = {
         **summary,
@@ -260,6 +258,17 @@ def pretrain(
     }
     (folder / "pretrain.json").write_text(json.dumps(record, indent=2))
     return summary
+
+
+def save_encoder(model: PretrainModel, tok: ObsTokenizer, out: str | Path) -> Path:
+    """Write the backbone as a Hugging Face model directory (``config.json`` +
+    ``model.safetensors``) and the observation tokenizer next to it; heads are dropped."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    model.backbone.save_pretrained(str(folder), safe_serialization=True)
+    tok.save(folder)
+    return folder
 
 
 def _mean(values: list[float]) -> float | None:
