@@ -114,7 +114,8 @@ class PretrainedEncoder(nn.Module):
     """A Hugging Face backbone + pooling + projection to ``features_dim``.
 
     Args:
-        obs_shape: (L,), the token-array length.
+        obs_shape: (L,), the token-array length; with an observation tokenizer in
+            ``model_path``, the raw observation shape it was pretrained on.
         model_path: local model directory ("" = the packaged all-MiniLM-L6-v2).
         pooling: mean | cls | last.
         mode: frozen | lora | top_k | full.
