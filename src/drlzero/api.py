@@ -215,6 +215,28 @@ def record(
     return path
 
 
+def pretrain(data: str | Path, out: str | Path, **settings: Any) -> dict[str, Any]:
+    """Self-supervised pretraining of a state encoder (``drlzero pretrain``, issue 7).
+
+    Args:
+        data: a trajectory dataset directory (see :mod:`drlzero.pretrain.dataset`).
+        out: the Hugging Face model directory to write.
+        settings: fields of :class:`drlzero.pretrain.trainer.PretrainConfig` (``objectives``,
+            ``steps``, ``d_model`` ...).
+
+    Example:
+        >>> pretrain("data/catchball", "models/cb", steps=2000)  # doctest: +SKIP
+    """
+    from drlzero.pretrain.trainer import PretrainConfig
+    from drlzero.pretrain.trainer import pretrain as _pretrain
+
+    try:
+        cfg = PretrainConfig(**settings)
+    except TypeError as exc:
+        raise UserError(f"pretrain settings: {exc}") from None
+    return _pretrain(data, out, cfg)
+
+
 def summary_of(result: TrainResult) -> dict[str, Any]:
     return json_safe(
         {

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="presets, algorithms, encoders, explorers and environments")
     _add_collect_distill(sub)
+    _add_pretrain_parser(sub)
     return p
 
 
@@ -104,6 +105,34 @@ def _add_collect_distill(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true", help="no live progress bar")
     d.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+def _add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
+    """``drlzero pretrain`` (issue 7); flags mirror ``drlzero.pretrain.trainer.PretrainConfig``."""
+    pt = sub.add_parser(
+        "pretrain",
+        help="self-supervised pretraining of a Transformer state encoder on trajectories",
+        description="Pretrain a BERT over observation tokens and save a Hugging Face model "
+        "directory; then 'drlzero train PRESET encoder.name=pretrained encoder.model_path=OUT "
+        "encoder.mode=frozen|lora|full' fine-tunes it (docs/pretrain.md).",
+    )
+    pt.add_argument("--data", required=True, help="dataset directory (manifest.json + .npy)")
+    pt.add_argument("--out", required=True, help="model directory to write")
+    pt.add_argument(
+        "--objectives", default="mask,inverse,contrastive", help="comma list of objectives"
+    )
+    pt.add_argument("--weights", help="comma list of loss weights, one per objective")
+    pt.add_argument("--steps", type=int, default=2000, help="gradient steps (0: random init)")
+    pt.add_argument("--batch-size", type=int, default=128)
+    pt.add_argument("--lr", type=float, default=3e-4)
+    pt.add_argument("--d-model", type=int, default=64)
+    pt.add_argument("--n-layers", type=int, default=2)
+    pt.add_argument("--n-heads", type=int, default=4)
+    pt.add_argument("--bins", type=int, default=64, help="value bins per vector feature")
+    pt.add_argument("--pooling", default="cls", help="cls | mean (use it as encoder.pooling)")
+    pt.add_argument("--mask-prob", type=float, default=0.25)
+    pt.add_argument("--k-max", type=int, default=4, help="contrastive: s_{t+k}, k in 1..k_max")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--log-every", type=int, default=0, help="loss line to stderr every N steps")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -179,6 +208,37 @@ def _record(args: argparse.Namespace) -> int:
     from drlzero.api import record
 
     print(record(args.run_dir, episodes=args.episodes, out=args.out))
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from drlzero.api import pretrain
+
+    weights = None
+    if args.weights:
+        try:
+            weights = [float(w) for w in args.weights.split(",")]
+        except ValueError:
+            raise UserError(f"--weights {args.weights!r} must be comma-separated numbers") from None
+    summary = pretrain(
+        args.data,
+        args.out,
+        objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
+        weights=weights,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        d_model=args.d_model,
+        n_layers=args.n_layers,
+        n_heads=args.n_heads,
+        bins=args.bins,
+        pooling=args.pooling,
+        mask_prob=args.mask_prob,
+        k_max=args.k_max,
+        seed=args.seed,
+        log_every=args.log_every,
+    )
+    print(json.dumps(summary))
     return 0
 
 
@@ -274,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         args.overrides = [*args.overrides, *extra]
     handlers = {"train": _train, "eval": _eval, "record": _record, "list": _list}
-    handlers.update({"collect": _collect, "distill": _distill})
+    handlers.update({"collect": _collect, "distill": _distill, "pretrain": _pretrain})
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         return handlers[args.command](args)

@@ -67,7 +67,11 @@ class EncoderConfig:
     n_heads: int = _f(4, "transformer attention heads")
     n_layers: int = _f(2, "transformer layers")
     pooling: str = _f("cls", "transformer pooling: cls | mean (pretrained also: last)")
-    model_path: str = _f("", "pretrained: local Hugging Face model dir ('' = all-MiniLM-L6-v2)")
+    model_path: str = _f(
+        "",
+        "pretrained: local Hugging Face model dir ('' = all-MiniLM-L6-v2; a 'drlzero pretrain'"
+        " dir reads vector/grid observations)",
+    )
     mode: str = _f("frozen", "pretrained fine-tuning: frozen | lora | top_k | full")
     cache: bool = _f(True, "frozen pretrained: embed once at the env boundary, cache by content")
     lora_r: int = _f(8, "LoRA rank")

@@ -39,9 +39,18 @@ def _auto_name(shape: tuple[int, ...]) -> str:
     return "mlp"
 
 
+def _reads_raw_obs(cfg: EncoderConfig) -> bool:
+    """A ``drlzero pretrain`` model directory: it tokenizes vector/grid observations itself."""
+    from drlzero.pretrain.obs_tokenizer import ObsTokenizer
+
+    return bool(cfg.model_path) and ObsTokenizer.present(cfg.model_path)
+
+
 def _build_text_encoder(name: str, cfg: EncoderConfig, space: gym.Space) -> nn.Module:
-    """``pretrained`` (drlzero[lm]) or ``text_transformer`` over a Box of token ids."""
-    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+    """``pretrained`` (drlzero[lm]) or ``text_transformer`` over a Box of token ids; a
+    pretrained model with an observation tokenizer (issue 7) reads any Box it was trained on."""
+    raw_ok = name == "pretrained" and isinstance(space, gym.spaces.Box) and _reads_raw_obs(cfg)
+    if not raw_ok and (not isinstance(space, gym.spaces.Box) or len(space.shape) != 1):
         raise ConfigError(
             f"encoder.name={name} reads token-id arrays (a 1-D Box), got {space}; use a "
             "drlzero/...Text env or wrap the env with drlzero.envs.text.TokenizeText"

@@ -7,6 +7,13 @@ The backbone is any ``AutoModel`` (encoder or decoder) loaded from a local direc
 a hub; its hidden states are pooled (``mean`` over real tokens, ``cls`` = first token, ``last`` =
 last real token, for decoders) and projected to D features for the Q head.
 
+Non-text observations (issue 7): a model directory written by ``drlzero pretrain`` carries
+``obs_tokenizer.json`` (:mod:`drlzero.pretrain.obs_tokenizer`). The encoder then takes the env's
+raw vector (F,) or grid (C, H, W) observations and tokenizes them in :meth:`preprocess`, at the
+env boundary, so the buffer stores int32 ids (L,) (or, frozen with the cache, the (H,)
+embeddings keyed by those ids: the cache works unchanged, with a lower hit rate on continuous
+observations since nearby values share a bin only). Everything below applies as for text.
+
 Fine-tuning modes:
 
 - ``frozen``: no backbone weight trains. With ``cache=True`` the backbone runs at the env
@@ -45,6 +52,7 @@ from torch import nn
 
 from drlzero.envs.text import LM_EXTRA, resolve_model_path
 from drlzero.errors import CheckpointError, ConfigError
+from drlzero.pretrain.obs_tokenizer import ObsTokenizer
 
 __all__ = [
     "MODES",
@@ -106,7 +114,8 @@ class PretrainedEncoder(nn.Module):
     """A Hugging Face backbone + pooling + projection to ``features_dim``.
 
     Args:
-        obs_shape: (L,), the token-array length.
+        obs_shape: (L,), the token-array length; with an observation tokenizer in
+            ``model_path``, the raw observation shape it was pretrained on.
         model_path: local model directory ("" = the packaged all-MiniLM-L6-v2).
         pooling: mean | cls | last.
         mode: frozen | lora | top_k | full.
@@ -140,11 +149,6 @@ class PretrainedEncoder(nn.Module):
         trust_remote_code: bool = False,
     ) -> None:
         super().__init__()
-        if len(obs_shape) != 1:
-            raise ConfigError(
-                f"the pretrained encoder reads token-id arrays (L,), got observations {obs_shape};"
-                " use a drlzero/...Text env or wrap the env with drlzero.envs.text.TokenizeText"
-            )
         if mode not in MODES or pooling not in POOLINGS:
             raise ConfigError(f"encoder.mode must be in {MODES}, pooling in {POOLINGS}")
         try:
@@ -153,6 +157,21 @@ class PretrainedEncoder(nn.Module):
         except ImportError:
             raise ConfigError(f"the pretrained encoder needs transformers: {LM_EXTRA}") from None
         path = resolve_model_path(model_path)
+        # A model from ``drlzero pretrain`` reads raw observations through its own tokenizer.
+        self.obs_tokenizer = ObsTokenizer.load(path) if ObsTokenizer.present(path) else None
+        if self.obs_tokenizer is not None:
+            if tuple(obs_shape) != self.obs_tokenizer.obs_shape:
+                raise ConfigError(
+                    f"the model at {path} was pretrained on observations "
+                    f"{self.obs_tokenizer.obs_shape}, this env gives {tuple(obs_shape)}"
+                )
+            obs_shape = (self.obs_tokenizer.length,)
+        elif len(obs_shape) != 1:
+            raise ConfigError(
+                f"the pretrained encoder reads token-id arrays (L,), got observations {obs_shape};"
+                " use a drlzero/...Text env, wrap the env with drlzero.envs.text.TokenizeText,"
+                " or give a model directory written by 'drlzero pretrain'"
+            )
         transformers.logging.set_verbosity_error()  # no load reports / progress bars
         transformers.utils.logging.disable_progress_bar()
         self.backbone = AutoModel.from_pretrained(
@@ -223,8 +242,11 @@ class PretrainedEncoder(nn.Module):
         return np.dtype(np.float32 if self.embed_at_boundary else np.int32)
 
     def preprocess(self, obs: np.ndarray) -> np.ndarray:
-        """Env-boundary step: token ids (B, L) -> embeddings (B, H) when frozen with a cache."""
+        """Env-boundary step: token ids (B, L) -> embeddings (B, H) when frozen with a cache;
+        raw observations are first tokenized when the model carries an observation tokenizer."""
         ids = np.asarray(obs)
+        if self.obs_tokenizer is not None:
+            ids = self.obs_tokenizer.encode(ids)
         if not self.embed_at_boundary:
             return ids
         cache = self.cache

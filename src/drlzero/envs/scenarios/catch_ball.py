@@ -71,11 +71,25 @@ class CatchBallEnv(gym.Env):
     Args:
         obs_mode: ``vector`` (6 floats), ``pixels`` (uint8 32x32x2) or ``text`` (a sentence).
         render_mode: None or ``rgb_array`` (a 240x240 RGB frame).
+        gravity: units/s^2 (default 2.0); with ``paddle_half_width`` it makes held-out
+            variants of the task with the same observation layout (``env.kwargs``, issue 7).
+        paddle_half_width: field units (default 0.07).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 25}
 
-    def __init__(self, obs_mode: str = "vector", render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        obs_mode: str = "vector",
+        render_mode: str | None = None,
+        *,
+        gravity: float = GRAVITY,
+        paddle_half_width: float = PADDLE_HALF_WIDTH,
+    ) -> None:
+        if not (gravity > 0 and 0 < paddle_half_width < 0.5):
+            raise ValueError("gravity must be > 0 and paddle_half_width in (0, 0.5)")
+        self.gravity = float(gravity)
+        self.paddle_half_width = float(paddle_half_width)
         if obs_mode not in ("vector", "pixels", "text"):
             raise ValueError(f"obs_mode={obs_mode!r} must be vector, pixels or text")
         if render_mode not in (None, "rgb_array"):
@@ -122,15 +136,16 @@ class CatchBallEnv(gym.Env):
         v = (self.paddle_v + push * PADDLE_ACCEL * DT) * PADDLE_DAMPING
         v = min(max(v, -PADDLE_VMAX), PADDLE_VMAX)
         x = self.paddle_x + v * DT
-        if x < PADDLE_HALF_WIDTH or x > 1.0 - PADDLE_HALF_WIDTH:
-            x = min(max(x, PADDLE_HALF_WIDTH), 1.0 - PADDLE_HALF_WIDTH)
+        half = self.paddle_half_width
+        if x < half or x > 1.0 - half:
+            x = min(max(x, half), 1.0 - half)
             v = 0.0
         self.paddle_x, self.paddle_v = x, v
         # Ball: exact ballistic step, elastic bounces off the side walls.
         x0, y0 = self.ball_x, self.ball_y
         raw_x = x0 + self.ball_vx * DT  # before the bounce
-        by = y0 + self.ball_vy * DT - 0.5 * GRAVITY * DT * DT
-        self.ball_vy -= GRAVITY * DT
+        by = y0 + self.ball_vy * DT - 0.5 * self.gravity * DT * DT
+        self.ball_vy -= self.gravity * DT
         bx = _fold(raw_x)
         if bx != raw_x:
             self.ball_vx = -self.ball_vx
@@ -141,7 +156,7 @@ class CatchBallEnv(gym.Env):
             # Where the ball crossed the paddle's height, by linear interpolation in the step.
             frac = y0 / (y0 - by) if y0 > by else 1.0
             cross_x = _fold(x0 + frac * (raw_x - x0))
-            self.caught = abs(cross_x - self.paddle_x) <= PADDLE_HALF_WIDTH + BALL_RADIUS
+            self.caught = abs(cross_x - self.paddle_x) <= half + BALL_RADIUS
             reward += 1.0 if self.caught else -1.0
             terminated = self.done = True
             bx, by = cross_x, 0.0  # the ball is shown where it reached the paddle's height
@@ -157,7 +172,7 @@ class CatchBallEnv(gym.Env):
         frame = _draw.canvas(size, size, (235, 242, 250))
         floor = size - 20
         _draw.rect(frame, floor, 0, size, size, (120, 120, 120))
-        pw = PADDLE_HALF_WIDTH * size
+        pw = self.paddle_half_width * size
         _draw.rect(
             frame,
             floor - 8,
@@ -186,8 +201,8 @@ class CatchBallEnv(gym.Env):
         col = round(self.ball_x * n)
         row = n - 1 - round(min(self.ball_y, PIXEL_HEIGHT) / PIXEL_HEIGHT * (n - 1))
         img_HW[max(row - 1, 0) : row + 1, max(col - 1, 0) : col + 1] = 255
-        left = round((self.paddle_x - PADDLE_HALF_WIDTH) * n)
-        right = round((self.paddle_x + PADDLE_HALF_WIDTH) * n)
+        left = round((self.paddle_x - self.paddle_half_width) * n)
+        right = round((self.paddle_x + self.paddle_half_width) * n)
         img_HW[n, left : right + 1] = 255
         return img_HW
 
@@ -221,13 +236,13 @@ def describe(obs: np.ndarray) -> str:
     )
 
 
-def landing_x(obs_B6: np.ndarray) -> np.ndarray:
+def landing_x(obs_B6: np.ndarray, gravity: float = GRAVITY) -> np.ndarray:
     """Where each ball will reach the paddle's height, from vector observations (B, 6).
 
     Solves ``y + vy t - g t^2 / 2 = 0`` for the flight time and folds the straight-line x
     travel back into [0, 1] for the elastic wall bounces.
     """
     _, _, bx, by, bvx, bvy = (obs_B6[:, i].astype(np.float64) for i in range(6))
-    t_B = (bvy + np.sqrt(np.maximum(bvy**2 + 2.0 * GRAVITY * by, 0.0))) / GRAVITY
+    t_B = (bvy + np.sqrt(np.maximum(bvy**2 + 2.0 * gravity * by, 0.0))) / gravity
     x_B = np.mod(bx + bvx * t_B, 2.0)
     return np.where(x_B > 1.0, 2.0 - x_B, x_B)

@@ -1,0 +1,218 @@
+"""Trajectory datasets for self-supervised pretraining: a small reader and a small generator.
+
+Layout (a directory; every array is a plain ``.npy`` file, read with ``allow_pickle=False`` and
+memory-mapped, so a dataset larger than memory is read lazily; nothing is ever pickled)::
+
+    DATASET_DIR/
+      manifest.json    {"format": "drlzero-trajectories", "version": 1, "env_id": ...,
+                        "env_kwargs": {...}, "num_rows": N, "num_episodes": E,
+                        "obs_shape": [...], "obs_dtype": "float32", "num_actions": A,
+                        "policy": "random" ...}
+      obs.npy          (N, *obs_shape)  the observation of row i
+      actions.npy      (N,) int64       the action taken at obs[i]; -1 on an episode's last row
+      episode_id.npy   (N,) int64       rows of one episode are contiguous and in time order
+      rewards.npy, terminated.npy, truncated.npy   (N,) optional, for other tools
+
+Row ``i`` and row ``i + 1`` form a transition when both belong to the same episode; an episode of
+T steps has T + 1 rows (its final observation with action -1), so ``s_{t+1}`` is always there.
+
+:class:`TrajectoryDataset` is the only thing the pretrainer reads (its ``iter_batches``); pointing
+it at another on-disk format (``drlzero collect``) means writing another class with that method.
+
+Example:
+    >>> from drlzero.config import EnvConfig
+    >>> cfg = EnvConfig(id="drlzero/CatchBall-v0")
+    >>> d = generate_dataset(cfg, "/tmp/cb", steps=500)  # doctest: +SKIP
+    >>> next(TrajectoryDataset(d).iter_batches(32, k_max=4, seed=0)).obs_t.shape  # doctest: +SKIP
+    (32, 6)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from drlzero.config import EnvConfig
+from drlzero.errors import UserError
+
+__all__ = ["FORMAT", "TrajectoryDataset", "TransitionBatch", "generate_dataset"]
+
+FORMAT = "drlzero-trajectories"
+_REQUIRED = ("obs", "actions", "episode_id")
+
+
+class TransitionBatch(NamedTuple):
+    """One sampled batch: s_t, a_t, s_{t+1} and s_{t+k} (k in 1..k_max, within the episode)."""
+
+    obs_t: np.ndarray  # (B, *obs_shape)
+    action_t: np.ndarray  # (B,) int64
+    obs_next: np.ndarray  # (B, *obs_shape)
+    obs_future: np.ndarray  # (B, *obs_shape)
+
+
+class TrajectoryDataset:
+    """Reads a dataset directory (see the module doc) lazily.
+
+    Args:
+        path: the dataset directory.
+
+    Raises:
+        UserError: a missing directory, manifest or array, or arrays of different lengths.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise UserError(f"dataset directory {self.path} does not exist")
+        try:
+            self.manifest: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.path} has no readable manifest.json ({exc})") from None
+        if self.manifest.get("format") != FORMAT:
+            raise UserError(f"{self.path}/manifest.json is not a {FORMAT} manifest")
+        arrays = {}
+        for name in _REQUIRED:
+            file = self.path / f"{name}.npy"
+            try:
+                arrays[name] = np.load(file, allow_pickle=False, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise UserError(f"cannot read {file}: {exc}") from None
+        self.obs: np.ndarray = arrays["obs"]
+        self.actions = np.asarray(arrays["actions"], np.int64)
+        self.episode_id = np.asarray(arrays["episode_id"], np.int64)
+        n = len(self.obs)
+        if len(self.actions) != n or len(self.episode_id) != n or n < 2:
+            raise UserError(f"{self.path}: obs, actions and episode_id need the same length >= 2")
+        # ep_last[i]: the last row of row i's episode (runs of equal ids are episodes).
+        starts = np.flatnonzero(np.r_[True, self.episode_id[1:] != self.episode_id[:-1]])
+        ends = np.r_[starts[1:], n] - 1
+        self.ep_last = np.repeat(ends, np.diff(np.r_[starts, n]))
+        # Rows with a next observation in the same episode and a real action.
+        self.valid = np.flatnonzero((self.ep_last > np.arange(n)) & (self.actions >= 0))
+        if len(self.valid) == 0:
+            raise UserError(f"{self.path} holds no transitions (every episode has one row)")
+        self.num_actions = int(self.manifest.get("num_actions", int(self.actions.max()) + 1))
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.obs.shape[1:])
+
+    def __len__(self) -> int:
+        """Number of transitions."""
+        return len(self.valid)
+
+    def iter_batches(
+        self, batch_size: int, *, k_max: int = 4, seed: int = 0
+    ) -> Iterator[TransitionBatch]:
+        """Endless uniform batches of transitions, each with a future observation s_{t+k}.
+
+        ``k`` is uniform in 1..``k_max`` and clipped to the episode's last row, so the future
+        observation never comes from another episode.
+        """
+        rng = np.random.default_rng(seed)
+        while True:
+            i_B = np.sort(rng.choice(self.valid, size=batch_size))  # sorted: mmap reads ascend
+            k_B = rng.integers(1, k_max + 1, size=batch_size)
+            fut_B = np.minimum(i_B + k_B, self.ep_last[i_B])
+            yield TransitionBatch(
+                np.asarray(self.obs[i_B]),
+                self.actions[i_B],
+                np.asarray(self.obs[i_B + 1]),
+                np.asarray(self.obs[fut_B]),
+            )
+
+
+def _policy(env_cfg: EnvConfig, name: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """``random`` (None) or a baseline controller from :mod:`drlzero.envs.baselines`."""
+    if name == "random":
+        return None
+    from drlzero.envs.baselines import BASELINES
+
+    known = BASELINES.get(env_cfg.id, {})
+    if name not in known:
+        raise UserError(f"policy {name!r} for {env_cfg.id}: one of random, {', '.join(known)}")
+    return known[name]
+
+
+def generate_dataset(
+    env_cfg: EnvConfig,
+    out: str | Path,
+    *,
+    steps: int,
+    policy: str = "random",
+    epsilon: float = 0.3,
+    seed: int = 0,
+) -> Path:
+    """Roll out a random or baseline policy and write a dataset directory (tests, experiments).
+
+    Args:
+        env_cfg: the env (``env_cfg.kwargs`` are passed to ``gymnasium.make``).
+        out: the dataset directory to create.
+        steps: env steps to record (whole episodes: the last one is finished).
+        policy: ``random`` or a baseline name (``track``, ``intercept`` for CatchBall ...).
+        epsilon: with a baseline, the chance of a random action instead (action diversity for
+            the inverse-dynamics objective).
+        seed: env and action seed.
+
+    Returns:
+        The dataset directory.
+    """
+    from drlzero.envs import make_env
+
+    controller = _policy(env_cfg, policy)
+    env = make_env(env_cfg)
+    rng = np.random.default_rng(seed)
+    n_act = int(env.action_space.n)  # type: ignore[attr-defined]
+    obs_rows: list[np.ndarray] = []
+    cols: dict[str, list[Any]] = {
+        k: [] for k in ("actions", "episode_id", "rewards", "terminated", "truncated")
+    }
+    ep = 0
+    while len(obs_rows) < steps + ep:  # rows = steps + one final observation per episode
+        obs, _ = env.reset(seed=seed + ep)
+        done = False
+        while not done:
+            if controller is None or rng.random() < epsilon:
+                action = int(rng.integers(n_act))
+            else:
+                action = int(controller(np.asarray(obs)[None])[0])
+            obs_rows.append(np.asarray(obs))
+            nxt, reward, term, trunc, _ = env.step(action)
+            done = bool(term or trunc)
+            for key, v in zip(cols, (action, ep, reward, term, trunc), strict=True):
+                cols[key].append(v)
+            obs = nxt
+        obs_rows.append(np.asarray(obs))  # the final observation: no action taken there
+        for key, v in zip(cols, (-1, ep, 0.0, False, False), strict=True):
+            cols[key].append(v)
+        ep += 1
+    env.close()
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    obs_N = np.stack(obs_rows)
+    np.save(folder / "obs.npy", obs_N, allow_pickle=False)
+    dtypes = {"actions": np.int64, "episode_id": np.int64, "rewards": np.float32}
+    for key, values in cols.items():
+        np.save(
+            folder / f"{key}.npy", np.asarray(values, dtypes.get(key, bool)), allow_pickle=False
+        )
+    manifest = {
+        "format": FORMAT,
+        "version": 1,
+        "env_id": env_cfg.id,
+        "env_kwargs": dict(env_cfg.kwargs),
+        "num_rows": len(obs_N),
+        "num_episodes": ep,
+        "obs_shape": list(obs_N.shape[1:]),
+        "obs_dtype": str(obs_N.dtype),
+        "num_actions": n_act,
+        "policy": policy,
+        "epsilon": epsilon if controller is not None else 1.0,
+        "seed": seed,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder
