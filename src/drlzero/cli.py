@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--distributed", choices=["apex"], help="Ape-X DQN on Ray (distributed.mode; drlzero[ray])"
     )
-    t.add_argument("--actors", type=int, help="with --distributed apex: actors (distributed.actors)")
+    t.add_argument("--actors", type=int, help="Ape-X actor processes (distributed.actors)")
     t.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray)")
 
     s = sub.add_parser("sweep", help="train seeds x a grid of settings in parallel on Ray")

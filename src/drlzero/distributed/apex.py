@@ -2,10 +2,10 @@
 
 ::
 
-    actor i (Ray actor, own vector env,     replay shard k (Ray actor):     learner (this process,
-    fixed eps_i, local copy of the net)     storage + sum tree              GPU if present)
-      collect chunk_steps vector steps  --> add(n-step transitions,     <-- sample(B) (one in flight)
-      initial priorities |TD| locally          their priorities)        --> update_priorities
+    actor i (Ray actor, own vector env,   replay shard k (Ray actor):   learner (this process,
+    fixed eps_i, local copy of the net)   storage + sum tree            GPU if present)
+      collect chunk_steps vector steps --> add(n-step transitions,   <-- sample(B), one in flight
+      initial priorities |TD| locally         their priorities)      --> update_priorities
               ^                                                                   |
               +-------- weights: ray.put once per publish, actors pull the ref ---+
 
@@ -31,6 +31,7 @@ Shape legend: B batch, E envs of one actor, K transitions of a chunk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -655,10 +656,8 @@ class ApexTrainer:
         self.stats.actor_restarts += 1
         self.stats.lost_chunks += 1
         self.stats.lost_steps_at_most += self.cfg.distributed.chunk_steps * self.cfg.env.num_envs
-        try:
+        with contextlib.suppress(Exception):  # already gone: nothing to clean up
             self.ray.kill(self.actors[i])
-        except Exception:  # already gone; nothing to clean up
-            pass
         self.actors[i] = self._new_actor(i, self.stats.actor_restarts)
 
     def _drain(self) -> None:

@@ -101,7 +101,8 @@ def sweep(
         also written to ``summary.json``.
 
     Example:
-        >>> sweep("cartpole-dqn", seeds=[1, 2], grid={"dqn.lr": ["0.001", "0.002"]})  # doctest: +SKIP
+        >>> grid = {"dqn.lr": ["0.001", "0.002"]}
+        >>> sweep("cartpole-dqn", seeds=[1, 2], grid=grid)  # doctest: +SKIP
     """
     grid = grid or {}
     base = [*(overrides or []), "train.progress=false"]
