@@ -47,6 +47,10 @@ def train(
         cfg.validate()
         if ray_address is not None and cfg.distributed.mode == "none":
             raise UserError("--ray-address needs a distributed run (--distributed apex)")
+        if cfg.distributed.mode != "none":
+            from drlzero.distributed import require_ray
+
+            require_ray()  # fail in one line before the run directory is created
         run_dir = new_run_dir(cfg, out)
     if cfg.distributed.mode == "apex":  # issue 8: Ape-X on Ray
         from drlzero.distributed.apex import train_apex

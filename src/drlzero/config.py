@@ -183,6 +183,14 @@ class DistributedConfig:
         "apex: cap on learner updates per env step (None: the local loop's "
         "gradient_steps / (train_freq * num_envs))",
     )
+    sample_batches: int = _f(
+        4, "apex: minibatches per replay call (fewer round trips; priorities lag as many updates)"
+    )
+    max_update_lag: int | None = _f(
+        None,
+        "apex: actors wait while the learner is this many updates behind updates_per_step "
+        "(None: never, as in Ape-X; set it when actors and learner share few cores)",
+    )
     actor_cpus: float = _f(1.0, "apex: CPUs each actor reserves in Ray's scheduler")
     object_store_mb: int = _f(384, "apex/sweep: object store cap of a local Ray, MB")
 
@@ -296,7 +304,7 @@ class Config:
     def _validate_distributed(self) -> None:
         x = self.distributed
         _choice("distributed.mode", x.mode, ("none", "apex"))
-        for key in ("actors", "chunk_steps", "publish_interval", "replay_shards"):
+        for key in ("actors", "chunk_steps", "publish_interval", "replay_shards", "sample_batches"):
             _positive(f"distributed.{key}", getattr(x, key))
         _positive("distributed.actor_cpus", x.actor_cpus)
         _unit("distributed.eps_base", x.eps_base)
@@ -304,6 +312,8 @@ class Config:
             raise ConfigError(f"distributed.eps_alpha={x.eps_alpha} must be >= 0")
         if x.updates_per_step is not None:
             _positive("distributed.updates_per_step", x.updates_per_step)
+        if x.max_update_lag is not None:
+            _positive("distributed.max_update_lag", x.max_update_lag)
         if x.object_store_mb < 80:  # Ray refuses object stores under ~75 MB
             raise ConfigError(f"distributed.object_store_mb={x.object_store_mb} must be >= 80")
         if x.mode == "apex":

@@ -505,12 +505,14 @@ class ApexTrainer:
         self.logger.episodes = episodes
         self.wall0 = time.perf_counter()
         self.inflight: dict[Any, int] = {}
+        self.ups = updates_per_step(cfg)
+        self.paused = []
         self.publish()
         for i in range(dx.actors):
             self.actors[i] = self._new_actor(i, 0)
             self._submit(i)
 
-        ups = updates_per_step(cfg)
+        ups = self.ups
         sync_every = target_sync_updates(cfg)
         start_steps = max(d.learning_starts, d.batch_size)
         self.last_stats: dict[str, torch.Tensor] = {}
@@ -535,16 +537,14 @@ class ApexTrainer:
                 self._harvest(block=not can_learn)
                 if can_learn:
                     if sample_ref is None:
-                        sample_ref = self.shards[sample_shard].sample.remote(
-                            d.batch_size, self.step
-                        )
+                        sample_ref = self._sample(sample_shard)
                     t0 = time.perf_counter()
                     batch, idx, weights = self.ray.get(sample_ref)
                     t1 = time.perf_counter()
                     shard = sample_shard
-                    # Prefetch the next batch (round-robin over shards) while this one trains.
+                    # Prefetch the next batches (round-robin over shards) while these train.
                     sample_shard = (sample_shard + 1) % dx.replay_shards
-                    sample_ref = self.shards[sample_shard].sample.remote(d.batch_size, self.step)
+                    sample_ref = self._sample(sample_shard)
                     apply_warmup(self.learner.optimizer, self.updates)
                     batch = Batch(
                         *(
@@ -553,16 +553,18 @@ class ApexTrainer:
                         )
                     )
                     w = torch.tensor(weights, device=self.device)  # a copy: the array is read-only
-                    self.last_stats = self.learner.update(batch, 1, w)
+                    g = dx.sample_batches
+                    self.last_stats = self.learner.update(batch, g, w)
                     prio = self.last_stats["priorities"].detach().float().cpu().numpy()
                     self.shards[shard].update_priorities.remote(idx, prio)
-                    self.updates += 1
+                    before, self.updates = self.updates, self.updates + g
                     self.stats.sample_wait_s += t1 - t0
                     self.stats.update_s += time.perf_counter() - t1
-                    if self.updates % sync_every == 0:
+                    if self.updates // sync_every != before // sync_every:
                         self.learner.sync_target()
-                    if self.updates % dx.publish_interval == 0:
+                    if self.updates // dx.publish_interval != before // dx.publish_interval:
                         self.publish()
+                self._resume_paused()
 
                 evaluation = None
                 if self.step >= next_eval:
@@ -614,9 +616,26 @@ class ApexTrainer:
             wall_time_s=self.logger.elapsed(),
         )
 
+    def _sample(self, shard: int) -> Any:
+        d, dx = self.cfg.dqn, self.cfg.distributed
+        return self.shards[shard].sample.remote(d.batch_size * dx.sample_batches, self.step)
+
+    def _learner_lag(self) -> float:
+        """Updates the learner is behind its quota (``updates_per_step`` per env step)."""
+        if self.replay_size < max(self.cfg.dqn.learning_starts, self.cfg.dqn.batch_size):
+            return 0.0
+        return (self.step - self.cfg.dqn.learning_starts) * self.ups - self.updates
+
+    def _resume_paused(self) -> None:
+        lag = self.cfg.distributed.max_update_lag
+        while self.paused and (lag is None or self._learner_lag() <= lag):
+            self._submit(self.paused.pop())
+
     def _harvest(self, *, block: bool) -> None:
         """Take in the finished actor chunks (waiting for one if ``block``) and resubmit them."""
         refs = list(self.inflight)
+        if not refs:
+            return
         ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
         if not ready and block:
             ready, _ = self.ray.wait(refs, num_returns=1)
@@ -645,7 +664,10 @@ class ApexTrainer:
             self.logger.episode(self.step, ret, length, succ)
         if self.on_chunk is not None:
             self.on_chunk(self)
-        if resubmit:
+        lag = self.cfg.distributed.max_update_lag
+        if resubmit and lag is not None and self._learner_lag() > lag:
+            self.paused.append(i)  # on few cores, leave the CPU to the learner until it catches up
+        elif resubmit:
             self._submit(i)
         if self.cfg.train.progress:
             self.logger.progress(self.step)
