@@ -434,6 +434,10 @@ class ApexTrainer:
         shape, dtype = stored_spec(self.q_net.encoder, obs_space)
         capacity = min(d.buffer_size, max(t.total_steps, d.batch_size))
         per_shard = math.ceil(capacity / dx.replay_shards)
+        if self.resume:  # keep the saved capacity: a larger --total-steps must not resize it
+            saved = json.loads((self.run_dir / "checkpoints" / "last.json").read_text())
+            if saved.get("replay"):
+                per_shard = int(saved["replay"][0]["storage"]["capacity"])
         # Shards are light (NumPy indexing): no CPU reservation, they run beside the actors.
         shard_cls = ray.remote(num_cpus=0)(ReplayShard)
         self.shards = [
