@@ -96,6 +96,7 @@ def micro(ray: Any) -> dict[str, Any]:
     shard = ray.remote(num_cpus=0)(ReplayShard).remote(
         100_000, (4,), np.dtype(np.float32), DQNConfig(), total_steps=100_000, seed=0
     )
+    ray.get(shard.size.remote())  # wait for the actor to start: not part of a call's cost
     k = 64
     chunk = Transitions(
         np.random.rand(k, 4).astype(np.float32),
@@ -161,6 +162,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-solve", action="store_true")
+    ap.add_argument("--micro-only", action="store_true", help="Ray costs and micro figures only")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(1)
@@ -169,7 +171,7 @@ def main() -> None:
     report: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}
     root = Path(tempfile.mkdtemp(prefix="apex-bench-"))
     rows: list[dict[str, Any]] = []
-    if not args.skip_solve:
+    if not (args.skip_solve or args.micro_only):
         for seed in seeds:  # the single-process loop, before Ray exists in this process
             rows.append(solve("local", 0, seed, root, []))
             print(rows[-1], flush=True)
@@ -177,13 +179,13 @@ def main() -> None:
     print(report["ray"], flush=True)
     report["micro"] = micro(ray)
     print(report["micro"], flush=True)
-    for actors in (1, 2):  # collection alone: the learner never starts
+    for actors in () if args.micro_only else (1, 2):  # collection alone: the learner never starts
         no_learning = ["dqn.learning_starts=100000", "train.total_steps=20000"]
         r = solve("apex", actors, 0, root, no_learning)
         r["kind"] = "apex-collect-only"
         rows.append(r)
         print(r, flush=True)
-    if not args.skip_solve:
+    if not (args.skip_solve or args.micro_only):
         for seed in seeds:
             for actors in (1, 2):
                 rows.append(solve("apex", actors, seed, root, ["distributed.max_update_lag=64"]))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from drlzero.buffers import Batch
 from drlzero.cli import main
 from drlzero.config import DQNConfig, load_config
 from drlzero.distributed.apex import (
@@ -66,7 +67,8 @@ def test_replay_shard_samples_by_the_actors_priorities() -> None:
     prio = np.zeros(8)
     prio[5] = 100.0  # (100 + eps)^0.6 against (eps)^0.6: index 5 is almost always drawn
     assert shard.add(_transitions(8, prio)) == 8
-    batch, idx, weights = shard.sample(32, step=0)
+    arrays, idx, weights = shard.sample(32, step=0)
+    batch = Batch(*(torch.from_numpy(a) for a in arrays))
     assert (idx == 5).mean() > 0.9
     assert batch.obs[0, 0].item() == float(idx[0])
     assert batch.discounts is not None and torch.allclose(batch.discounts, torch.tensor(0.99))
