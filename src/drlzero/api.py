@@ -40,17 +40,13 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         cfg = resume_config(run_dir, total_steps)
+        _check_distributed(cfg, ray_address)
     else:
         cfg = config if isinstance(config, Config) else load_config(config, overrides=overrides)
         if total_steps is not None:
             cfg.train.total_steps = total_steps
         cfg.validate()
-        if ray_address is not None and cfg.distributed.mode == "none":
-            raise UserError("--ray-address needs a distributed run (--distributed apex)")
-        if cfg.distributed.mode != "none":
-            from drlzero.distributed import require_ray
-
-            require_ray()  # fail in one line before the run directory is created
+        _check_distributed(cfg, ray_address)
         run_dir = new_run_dir(cfg, out)
     if cfg.distributed.mode == "apex":  # issue 8: Ape-X on Ray
         from drlzero.distributed.apex import train_apex
@@ -63,6 +59,15 @@ def train(
     from drlzero.train.loop import train_dqn
 
     return train_dqn(cfg, run_dir, resume=resume is not None)
+
+
+def _check_distributed(cfg: Config, ray_address: str | None) -> None:
+    if ray_address is not None and cfg.distributed.mode == "none":
+        raise UserError("--ray-address needs a distributed run (--distributed apex)")
+    if cfg.distributed.mode != "none":
+        from drlzero.distributed import require_ray
+
+        require_ray()  # fail in one line before the run directory is created
 
 
 class Agent:
