@@ -257,7 +257,13 @@ def test_apex_learns_cartpole(local_ray, tmp_path: Path) -> None:  # type: ignor
     from drlzero.api import train
 
     cfg = load_config(
-        "cartpole-dqn", overrides=[*FAST, "distributed.mode=apex", "distributed.actors=2"]
+        "cartpole-dqn",
+        overrides=[
+            *FAST,
+            "distributed.mode=apex",
+            "distributed.actors=2",
+            "distributed.max_update_lag=64",  # 2 cores: keep actors from starving the learner
+        ],
     )
     result = train(cfg, out=tmp_path / "learn")
     assert result.best_eval_return >= 475
