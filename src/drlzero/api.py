@@ -26,6 +26,7 @@ def train(
     resume: str | Path | None = None,
     overrides: list[str] | None = None,
     total_steps: int | None = None,
+    ray_address: str | None = None,
 ) -> TrainResult:
     """Train an agent and write its run directory.
 
@@ -35,6 +36,7 @@ def train(
         resume: a run directory to continue from its last checkpoint, exactly.
         overrides: ``section.key=value`` strings applied on top of the preset.
         total_steps: with ``resume``, a new (larger) step budget.
+        ray_address: with ``distributed.mode=apex``, the Ray cluster to join (None: a local Ray).
 
     Example:
         >>> result = train("cartpole-dqn", overrides=["train.total_steps=2000"])  # doctest: +SKIP
@@ -42,12 +44,18 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         cfg = resume_config(run_dir, total_steps)
+        _check_distributed(cfg, ray_address)
     else:
         cfg = config if isinstance(config, Config) else load_config(config, overrides=overrides)
         if total_steps is not None:
             cfg.train.total_steps = total_steps
         cfg.validate()
+        _check_distributed(cfg, ray_address)
         run_dir = new_run_dir(cfg, out)
+    if cfg.distributed.mode == "apex":  # issue 8: Ape-X on Ray
+        from drlzero.distributed.apex import train_apex
+
+        return train_apex(cfg, run_dir, resume=resume is not None, ray_address=ray_address)
     if cfg.algo in TABULAR_ALGOS:
         from drlzero.algos.tabular import train_tabular
 
@@ -55,6 +63,15 @@ def train(
     from drlzero.train.loop import train_dqn
 
     return train_dqn(cfg, run_dir, resume=resume is not None)
+
+
+def _check_distributed(cfg: Config, ray_address: str | None) -> None:
+    if ray_address is not None and cfg.distributed.mode == "none":
+        raise UserError("--ray-address needs a distributed run (--distributed apex)")
+    if cfg.distributed.mode != "none":
+        from drlzero.distributed import require_ray
+
+        require_ray()  # fail in one line before the run directory is created
 
 
 class Agent:

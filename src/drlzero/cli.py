@@ -48,6 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory to create (default runs/NAME-sSEED-TIME)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    t.add_argument(
+        "--distributed", choices=["apex"], help="Ape-X DQN on Ray (distributed.mode; drlzero[ray])"
+    )
+    t.add_argument("--actors", type=int, help="Ape-X actor processes (distributed.actors)")
+    t.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray)")
+
+    s = sub.add_parser("sweep", help="train seeds x a grid of settings in parallel on Ray")
+    s.add_argument("preset", help="preset name or YAML file")
+    s.add_argument("overrides", nargs="*", help="section.key=value overrides for every trial")
+    s.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 1,2,3")
+    s.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a config key and its values; repeat for a product grid",
+    )
+    s.add_argument("--total-steps", type=int, help="env steps per trial (train.total_steps)")
+    s.add_argument("--out", help="sweep directory (default runs/sweep-NAME-TIME)")
+    s.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray)")
 
     e = sub.add_parser("eval", help="evaluate a trained run greedily, or a baseline controller")
     e.add_argument("run_dir", nargs="?", help="run directory (not with --baseline)")
@@ -144,7 +164,11 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError(
                 "--resume continues a run with its saved config; only --total-steps may change"
             )
-        result = train(resume=args.resume, total_steps=args.total_steps)
+        if args.distributed or args.actors is not None:
+            raise UserError("--resume keeps the run's distributed settings; drop --distributed")
+        result = train(
+            resume=args.resume, total_steps=args.total_steps, ray_address=args.ray_address
+        )
     else:
         if args.preset is None:
             raise UserError("train needs a preset or YAML file, e.g. 'drlzero train cartpole-dqn'")
@@ -164,9 +188,33 @@ def _train(args: argparse.Namespace) -> int:
                 overrides.append(f"{key}={value}")
         if args.no_progress:
             overrides.append("train.progress=false")
+        if args.actors is not None and args.distributed is None:
+            raise UserError("--actors needs --distributed apex")
+        if args.distributed is not None:
+            overrides.append(f"distributed.mode={args.distributed}")
+        if args.actors is not None:
+            overrides.append(f"distributed.actors={args.actors}")
         cfg = load_config(args.preset, overrides=overrides)
-        result = train(cfg, out=args.out)
+        result = train(cfg, out=args.out, ray_address=args.ray_address)
     print(json.dumps(summary_of(result)))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from drlzero.distributed.sweep import parse_grid, parse_seeds, sweep
+
+    overrides = list(args.overrides)
+    if args.total_steps is not None:
+        overrides.append(f"train.total_steps={args.total_steps}")
+    summary = sweep(
+        args.preset,
+        seeds=parse_seeds(args.seeds),
+        grid=parse_grid(args.grid),
+        overrides=overrides,
+        out=args.out,
+        ray_address=args.ray_address,
+    )
+    print(json.dumps(summary))
     return 0
 
 
@@ -328,12 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # key=value overrides may come anywhere after the preset, also after options.
     args, extra = parser.parse_known_args(argv)
-    stray = [x for x in extra if args.command != "train" or x.startswith("-") or "=" not in x]
+    takes_overrides = args.command in ("train", "sweep")
+    stray = [x for x in extra if not takes_overrides or x.startswith("-") or "=" not in x]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    if args.command == "train":
+    if takes_overrides:
         args.overrides = [*args.overrides, *extra]
-    handlers = {"train": _train, "eval": _eval, "record": _record, "list": _list}
+    handlers = {"train": _train, "sweep": _sweep, "eval": _eval, "record": _record, "list": _list}
     handlers.update({"collect": _collect, "distill": _distill, "pretrain": _pretrain})
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:

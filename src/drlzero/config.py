@@ -166,6 +166,39 @@ class TrainConfig:
     )
 
 
+@dataclass
+class DistributedConfig:
+    """Ape-X DQN on Ray (Horgan et al. 2018; issue 8): actors, a prioritized replay, one learner.
+
+    Under ``mode=apex`` replay is always prioritized (the ``dqn.per_*`` keys apply), each actor
+    explores with its own fixed epsilon from the ladder (the ``exploration`` section is unused)
+    and ``env.num_envs`` is the vector width of each actor.
+    """
+
+    mode: str = _f("none", "none (one process) | apex (Ray actors + replay + learner)")
+    actors: int = _f(2, "apex: actor processes, each with its own envs and epsilon")
+    eps_base: float = _f(0.4, "apex: epsilon ladder eps_i = eps_base^(1 + i/(N-1) * eps_alpha)")
+    eps_alpha: float = _f(7.0, "apex: epsilon ladder exponent alpha")
+    chunk_steps: int = _f(64, "apex: vector steps an actor buffers locally before sending them")
+    publish_interval: int = _f(32, "apex: learner updates between weight publishes to actors")
+    replay_shards: int = _f(1, "apex: replay actors; actors write round-robin, learner samples all")
+    updates_per_step: float | None = _f(
+        None,
+        "apex: cap on learner updates per env step (None: the local loop's "
+        "gradient_steps / (train_freq * num_envs))",
+    )
+    sample_batches: int = _f(
+        4, "apex: minibatches per replay call (fewer round trips; priorities lag as many updates)"
+    )
+    max_update_lag: int | None = _f(
+        None,
+        "apex: actors wait while the learner is this many updates behind updates_per_step "
+        "(None: never, as in Ape-X; set it when actors and learner share few cores)",
+    )
+    actor_cpus: float = _f(1.0, "apex: CPUs each actor reserves in Ray's scheduler")
+    object_store_mb: int = _f(384, "apex/sweep: object store cap of a local Ray, MB")
+
+
 ALGOS = ("dqn", "drrn", "qlearning", "sarsa", "expected_sarsa")
 ENCODER_NAMES = (
     "auto",
@@ -193,6 +226,7 @@ class Config:
     tabular: TabularConfig = field(default_factory=TabularConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def validate(self) -> Config:
         """Check every value once; raise :class:`ConfigError` naming the key and the fix."""
@@ -268,7 +302,31 @@ class Config:
         for key in ("eval_freq", "checkpoint_freq"):
             if getattr(t, key) < 0:
                 raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 0")
+        self._validate_distributed()
         return self
+
+    def _validate_distributed(self) -> None:
+        x = self.distributed
+        _choice("distributed.mode", x.mode, ("none", "apex"))
+        for key in ("actors", "chunk_steps", "publish_interval", "replay_shards", "sample_batches"):
+            _positive(f"distributed.{key}", getattr(x, key))
+        _positive("distributed.actor_cpus", x.actor_cpus)
+        _unit("distributed.eps_base", x.eps_base)
+        if x.eps_alpha < 0:
+            raise ConfigError(f"distributed.eps_alpha={x.eps_alpha} must be >= 0")
+        if x.updates_per_step is not None:
+            _positive("distributed.updates_per_step", x.updates_per_step)
+        if x.max_update_lag is not None:
+            _positive("distributed.max_update_lag", x.max_update_lag)
+        if x.object_store_mb < 80:  # Ray refuses object stores under ~75 MB
+            raise ConfigError(f"distributed.object_store_mb={x.object_store_mb} must be >= 80")
+        if x.mode == "apex":
+            if self.algo != "dqn":
+                raise ConfigError(f"distributed.mode=apex trains algo=dqn, not {self.algo!r}")
+            if self.dqn.noisy:
+                raise ConfigError(
+                    "distributed.mode=apex explores with the epsilon ladder; set dqn.noisy=false"
+                )
 
     def _validate_pretrained(self) -> None:
         c = self.encoder

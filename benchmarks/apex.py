@@ -1,0 +1,202 @@
+"""Ape-X on Ray against the single-process loop on CartPole, and what Ray itself costs (issue 8).
+
+Prints (and writes ``--json``):
+  * Ray start-up time and memory (RSS and USS of the driver and every Ray process it started);
+  * micro figures: actor round trip, object-store put/get of weights (CartPole MLP and a
+    Nature-CNN-sized net), replay-shard calls/s for ``add`` (64-transition chunks) and
+    ``sample`` (256 transitions);
+  * collection throughput (env steps/s, learner idle) with actors = 1, 2;
+  * wall time to solve CartPole (greedy eval >= 475) with the ``cartpole-dqn`` preset: the
+    single-process loop, then Ape-X with actors = 1, 2 (``distributed.max_update_lag=64``).
+
+Run: ``PYTHONPATH=src python benchmarks/apex.py [--seeds 0] [--json out.json]``.
+On a 2-core machine shared with other jobs the absolute figures move by 20-30% run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+FAST = ["train.progress=false", "train.tensorboard=false"]
+
+
+def tree_memory_mb() -> dict[str, float]:
+    """RSS (double-counts shared pages) and USS (private pages) of this process and its tree."""
+    procs = [psutil.Process(), *psutil.Process().children(recursive=True)]
+    rss = uss = 0.0
+    for p in procs:
+        try:
+            info = p.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss += info.rss
+        uss += info.uss
+    return {"processes": len(procs), "rss_mb": rss / 2**20, "uss_mb": uss / 2**20}
+
+
+def ray_costs(ray: Any) -> dict[str, Any]:
+    from drlzero.distributed import init_ray
+
+    before = tree_memory_mb()
+    t0 = time.perf_counter()
+    init_ray(None, object_store_mb=384)
+    start_s = time.perf_counter() - t0
+    time.sleep(2.0)  # let the idle workers Ray pre-starts settle
+    after = tree_memory_mb()
+    return {"init_s": start_s, "before": before, "after_init": after}
+
+
+def micro(ray: Any) -> dict[str, Any]:
+    from drlzero.config import DQNConfig
+    from drlzero.distributed.apex import ReplayShard, Transitions, weights_of
+    from drlzero.encoders.cnn import NatureCNN
+
+    out: dict[str, Any] = {}
+
+    @ray.remote
+    class Echo:
+        def ping(self) -> int:
+            return 1
+
+    echo = Echo.remote()
+    ray.get(echo.ping.remote())
+    t0 = time.perf_counter()
+    for _ in range(500):
+        ray.get(echo.ping.remote())
+    out["actor_round_trip_ms"] = 1e3 * (time.perf_counter() - t0) / 500
+
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(4, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.Linear(64, 2)
+    )
+    cnn = NatureCNN((4, 84, 84), features_dim=512)
+    for name, net in (("cartpole_mlp", mlp), ("nature_cnn", cnn)):
+        w = weights_of(net)
+        size = sum(a.nbytes for a in w.values())
+        t0 = time.perf_counter()
+        for _ in range(20):
+            ref = ray.put(w)
+        put_ms = 1e3 * (time.perf_counter() - t0) / 20
+        t0 = time.perf_counter()
+        for _ in range(20):
+            ray.get(ref)
+        get_ms = 1e3 * (time.perf_counter() - t0) / 20
+        out[f"weights_{name}"] = {"bytes": size, "put_ms": put_ms, "get_ms": get_ms}
+
+    shard = ray.remote(num_cpus=0)(ReplayShard).remote(
+        100_000, (4,), np.dtype(np.float32), DQNConfig(), total_steps=100_000, seed=0
+    )
+    ray.get(shard.size.remote())  # wait for the actor to start: not part of a call's cost
+    k = 64
+    chunk = Transitions(
+        np.random.rand(k, 4).astype(np.float32),
+        np.zeros(k, np.int64),
+        np.ones(k, np.float32),
+        np.random.rand(k, 4).astype(np.float32),
+        np.zeros(k, np.float32),
+        np.full(k, 0.99, np.float32),
+        np.random.rand(k).astype(np.float32),
+    )
+    t0 = time.perf_counter()
+    for _ in range(300):
+        ray.get(shard.add.remote(chunk))
+    out["replay_add_calls_per_s"] = 300 / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(300):
+        ray.get(shard.sample.remote(256, 0))
+    out["replay_sample256_calls_per_s"] = 300 / (time.perf_counter() - t0)
+    ray.kill(shard)
+    ray.kill(echo)
+    return out
+
+
+def solve(kind: str, actors: int, seed: int, root: Path, extra: list[str]) -> dict[str, Any]:
+    from drlzero.api import train
+    from drlzero.config import load_config
+
+    over = [*FAST, f"train.seed={seed}", *extra]
+    if kind == "apex":
+        over += ["distributed.mode=apex", f"distributed.actors={actors}"]
+    cfg = load_config("cartpole-dqn", overrides=over)
+    t0 = time.perf_counter()
+    result = train(cfg, out=root / f"{kind}{actors}-s{seed}-{len(extra)}")
+    wall = time.perf_counter() - t0
+    row: dict[str, Any] = {
+        "kind": kind,
+        "actors": actors,
+        "seed": seed,
+        "wall_s": wall,
+        "steps": result.steps,
+        "env_steps_per_s": result.steps / wall,
+        "solved_at_step": result.solved_at_step,
+        "best_eval": result.best_eval_return,
+    }
+    stats = result.run_dir / "distributed.json"
+    if stats.is_file():
+        d = json.loads(stats.read_text())
+        for key in (
+            "learner_updates",
+            "learner_update_ms",
+            "learner_sample_wait_ms",
+            "replay_calls_per_s",
+            "actor_chunk_ms",
+            "weights_put_ms",
+            "weights_published",
+        ):
+            row[key] = d[key]
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--skip-solve", action="store_true")
+    ap.add_argument("--micro-only", action="store_true", help="Ray costs and micro figures only")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    torch.set_num_threads(1)
+    import ray
+
+    report: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}
+    root = Path(tempfile.mkdtemp(prefix="apex-bench-"))
+    rows: list[dict[str, Any]] = []
+    if not (args.skip_solve or args.micro_only):
+        for seed in seeds:  # the single-process loop, before Ray exists in this process
+            rows.append(solve("local", 0, seed, root, []))
+            print(rows[-1], flush=True)
+    report["ray"] = ray_costs(ray)
+    print(report["ray"], flush=True)
+    report["micro"] = micro(ray)
+    print(report["micro"], flush=True)
+    for actors in () if args.micro_only else (1, 2):  # collection alone: the learner never starts
+        no_learning = ["dqn.learning_starts=100000", "train.total_steps=20000"]
+        r = solve("apex", actors, 0, root, no_learning)
+        r["kind"] = "apex-collect-only"
+        rows.append(r)
+        print(r, flush=True)
+    if not (args.skip_solve or args.micro_only):
+        for seed in seeds:
+            for actors in (1, 2):
+                rows.append(solve("apex", actors, seed, root, ["distributed.max_update_lag=64"]))
+                print(rows[-1], flush=True)
+    report["runs"] = rows
+    report["load_avg_end"] = os.getloadavg()
+    ray.shutdown()
+    print(json.dumps(report, indent=1, default=float))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
