@@ -294,7 +294,7 @@ class ApexActor:
             raw_next, reward, term, trunc, info = self.envs.step(actions)
             next_obs = self.prep(raw_next)
             done = term | trunc
-            real_next = _real_next_obs(next_obs, done, info, self.prep)
+            real_next = _real_next_obs(next_obs, bool(done.any()), info, self.prep)
             tr = self.nstep.push(self.obs, actions, reward, real_next, term, trunc)
             if len(tr.actions):
                 parts.append(tr)
@@ -716,7 +716,7 @@ class ApexTrainer:
     def checkpoint(self, name: str) -> None:
         tensors = {
             **module_tensors("q", self.q_net),
-            **module_tensors("target", self.target_net),
+            **module_tensors("target", self.target_net, shared_with=self.q_net),
         }
         opt_t, groups = optimizer_tensors(self.learner.optimizer)
         tensors.update(opt_t)
@@ -751,7 +751,7 @@ class ApexTrainer:
     def _restore(self) -> tuple[float, dict[str, list[float]], int]:
         tensors, meta = load_checkpoint(self.run_dir / "checkpoints", "last", self.device)
         load_module("q", self.q_net, tensors)
-        load_module("target", self.target_net, tensors)
+        load_module("target", self.target_net, tensors, shared_with=self.q_net)
         load_optimizer(self.learner.optimizer, tensors, meta["optim_groups"])
         torch.set_rng_state(tensors["rng.torch"].cpu())
         self.step, self.updates = meta["step"], meta["updates"]

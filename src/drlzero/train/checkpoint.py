@@ -96,19 +96,51 @@ def load_checkpoint(
     return tensors, meta
 
 
-def module_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+def _key(t: torch.Tensor) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    return (t.data_ptr(), tuple(t.shape), tuple(t.stride()))
 
 
-def load_module(prefix: str, module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+def _shared_names(module: torch.nn.Module, other: torch.nn.Module | None) -> set[str]:
+    """Entries of ``module``'s state_dict that are the very tensors of ``other``'s (e.g. a target
+    network sharing the online encoder): saved once, under ``other``'s prefix."""
+    if other is None:
+        return set()
+    theirs = {_key(v) for v in other.state_dict().values()}
+    return {k for k, v in module.state_dict().items() if _key(v) in theirs}
+
+
+def module_tensors(
+    prefix: str, module: torch.nn.Module, shared_with: torch.nn.Module | None = None
+) -> dict[str, torch.Tensor]:
+    """``module``'s state as ``prefix.name`` tensors, leaving out those it shares with
+    ``shared_with`` (safetensors refuses aliased tensors, and they need saving only once)."""
+    skip = _shared_names(module, shared_with)
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items() if k not in skip}
+
+
+def load_module(
+    prefix: str,
+    module: torch.nn.Module,
+    tensors: dict[str, torch.Tensor],
+    shared_with: torch.nn.Module | None = None,
+) -> None:
+    """Load what :func:`module_tensors` saved (with the same ``shared_with``)."""
     sub = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+    shared = _shared_names(module, shared_with)
     try:
-        module.load_state_dict(sub)
+        result = module.load_state_dict(sub, strict=False)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(
             f"checkpoint weights do not fit this network ({first}); was config.yaml edited?"
         ) from None
+    missing = [k for k in result.missing_keys if k not in shared]
+    if missing or result.unexpected_keys:
+        bad = (missing or result.unexpected_keys)[0]
+        raise CheckpointError(
+            f"checkpoint weights do not fit this network ({'missing' if missing else 'unexpected'}"
+            f" key {prefix}.{bad}); was config.yaml edited?"
+        )
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[Any]]:

@@ -104,7 +104,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     if resume:
         tensors, meta = load_checkpoint(run_dir / "checkpoints", "last", device)
         load_module("q", q_net, tensors)
-        load_module("target", target_net, tensors)
+        load_module("target", target_net, tensors, shared_with=q_net)
         load_optimizer(learner.optimizer, tensors, meta["optim_groups"])
         torch.set_rng_state(tensors["rng.torch"].cpu())
         set_rng_state(rng, meta["rng_numpy"])
@@ -145,7 +145,10 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     logger.episodes = episodes
 
     def checkpoint(name: str) -> None:
-        tensors = {**module_tensors("q", q_net), **module_tensors("target", target_net)}
+        tensors = {
+            **module_tensors("q", q_net),
+            **module_tensors("target", target_net, shared_with=q_net),
+        }
         opt_t, groups = optimizer_tensors(learner.optimizer)
         tensors.update(opt_t)
         tensors["rng.torch"] = torch.get_rng_state()
