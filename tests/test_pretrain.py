@@ -236,3 +236,25 @@ def test_bad_input_exits_2_with_one_line(
 def test_missing_manifest_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"manifest\.json"):
         TrajectoryDataset(tmp_path)
+
+
+def test_pretrain_reader_reads_a_collected_dataset(tmp_path: Path) -> None:
+    """`drlzero collect` output feeds the pretrainer: rows, actions and episode ends agree."""
+    import drlzero
+    from drlzero.data import TrajectoryDataset as Collected
+    from drlzero.pretrain.dataset import TrajectoryDataset
+
+    (out,) = drlzero.collect(
+        ["drlzero/CatchBall-v0"], "random", out=tmp_path / "d", episodes=6, seed=3
+    )
+    src = Collected.open(out)
+    ds = TrajectoryDataset(out)
+    assert len(ds) == src.num_steps
+    assert ds.manifest["env_id"] == "drlzero/CatchBall-v0"
+    ep = src.episode(2)
+    rows = np.flatnonzero(ds.episode_id == 2)
+    np.testing.assert_array_equal(ds.obs[rows], ep.obs)
+    np.testing.assert_array_equal(ds.actions[rows[:-1]], ep.actions)
+    assert ds.actions[rows[-1]] == -1
+    batch = next(ds.iter_batches(16, k_max=3, seed=0))
+    assert batch.obs_t.shape == (16, *src.episode(0).obs.shape[1:])

@@ -16,8 +16,9 @@ memory-mapped, so a dataset larger than memory is read lazily; nothing is ever p
 Row ``i`` and row ``i + 1`` form a transition when both belong to the same episode; an episode of
 T steps has T + 1 rows (its final observation with action -1), so ``s_{t+1}`` is always there.
 
-:class:`TrajectoryDataset` is the only thing the pretrainer reads (its ``iter_batches``); pointing
-it at another on-disk format (``drlzero collect``) means writing another class with that method.
+:class:`TrajectoryDataset` also reads the sharded datasets that ``drlzero collect`` writes
+(docs/data.md; recognised by the ``shards`` key of their manifest), so
+``drlzero collect ... --out D`` then ``drlzero pretrain --data D`` is the usual pipeline.
 
 Example:
     >>> from drlzero.config import EnvConfig
@@ -74,13 +75,16 @@ class TrajectoryDataset:
             raise UserError(f"{self.path} has no readable manifest.json ({exc})") from None
         if self.manifest.get("format") != FORMAT:
             raise UserError(f"{self.path}/manifest.json is not a {FORMAT} manifest")
-        arrays = {}
-        for name in _REQUIRED:
-            file = self.path / f"{name}.npy"
-            try:
-                arrays[name] = np.load(file, allow_pickle=False, mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                raise UserError(f"cannot read {file}: {exc}") from None
+        if "shards" in self.manifest:  # written by `drlzero collect` (docs/data.md)
+            arrays, self.manifest = _rows_of_collected(self.path, self.manifest)
+        else:
+            arrays = {}
+            for name in _REQUIRED:
+                file = self.path / f"{name}.npy"
+                try:
+                    arrays[name] = np.load(file, allow_pickle=False, mmap_mode="r")
+                except (OSError, ValueError) as exc:
+                    raise UserError(f"cannot read {file}: {exc}") from None
         self.obs: np.ndarray = arrays["obs"]
         self.actions = np.asarray(arrays["actions"], np.int64)
         self.episode_id = np.asarray(arrays["episode_id"], np.int64)
@@ -124,6 +128,51 @@ class TrajectoryDataset:
                 np.asarray(self.obs[i_B + 1]),
                 np.asarray(self.obs[fut_B]),
             )
+
+
+def _rows_of_collected(
+    path: Path, manifest: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The row layout above from a sharded ``drlzero collect`` dataset.
+
+    Its shards already store each episode's T + 1 observations in order, so observations stay
+    memory-mapped (one shard) or are concatenated (several); only the per-row action (-1 on an
+    episode's last row) and episode id are built in memory.
+    """
+    from drlzero.data.dataset import TrajectoryDataset as Collected
+
+    space = manifest.get("action_space", {})
+    if space.get("type") != "Discrete":
+        raise UserError(
+            f"{path}: pretraining needs Discrete actions (inverse dynamics), the dataset has "
+            f"{space.get('type')}; collect from a discrete-action env"
+        )
+    ds = Collected(path)
+    obs_parts, act_parts, ep_parts = [], [], []
+    for shard in ds.shards:
+        starts = np.asarray(shard.array("episode_starts"), np.int64)
+        lengths = np.diff(starts)  # T_k steps per episode, T_k + 1 rows
+        k_of_step = np.repeat(np.arange(len(lengths)), lengths)
+        actions = np.full(int(lengths.sum() + len(lengths)), -1, np.int64)
+        actions[np.arange(int(lengths.sum())) + k_of_step] = shard.array("actions")
+        obs_parts.append(shard.array("obs"))
+        act_parts.append(actions)
+        ep_parts.append(np.repeat(shard.first_episode + np.arange(len(lengths)), lengths + 1))
+    arrays = {
+        "obs": obs_parts[0] if len(obs_parts) == 1 else np.concatenate(obs_parts),
+        "actions": np.concatenate(act_parts),
+        "episode_id": np.concatenate(ep_parts),
+    }
+    env = manifest.get("env", {})
+    flat = {
+        "format": FORMAT,
+        "env_id": env.get("id"),
+        "env_kwargs": env.get("kwargs", {}),
+        "num_actions": int(space["n"]),
+        "policy": manifest.get("policy"),
+        "source": "drlzero collect",
+    }
+    return arrays, flat
 
 
 def _policy(env_cfg: EnvConfig, name: str) -> Callable[[np.ndarray], np.ndarray] | None:
