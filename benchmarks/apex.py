@@ -120,14 +120,21 @@ def micro(ray: Any) -> dict[str, Any]:
     return out
 
 
-def solve(kind: str, actors: int, seed: int, root: Path, extra: list[str]) -> dict[str, Any]:
+def solve(
+    kind: str,
+    actors: int,
+    seed: int,
+    root: Path,
+    extra: list[str],
+    preset: str = "cartpole-dqn",
+) -> dict[str, Any]:
     from drlzero.api import train
     from drlzero.config import load_config
 
     over = [*FAST, f"train.seed={seed}", *extra]
     if kind == "apex":
         over += ["distributed.mode=apex", f"distributed.actors={actors}"]
-    cfg = load_config("cartpole-dqn", overrides=over)
+    cfg = load_config(preset, overrides=over)
     t0 = time.perf_counter()
     result = train(cfg, out=root / f"{kind}{actors}-s{seed}-{len(extra)}")
     wall = time.perf_counter() - t0
@@ -157,13 +164,49 @@ def solve(kind: str, actors: int, seed: int, root: Path, extra: list[str]) -> di
     return row
 
 
+def budget(preset: str, steps: int, seeds: list[int]) -> None:
+    """A fixed env-step budget on a preset too slow to solve here (e.g. MinAtar on CPU)."""
+    torch.set_num_threads(1)
+    root = Path(tempfile.mkdtemp(prefix="apex-budget-"))
+    extra = [
+        f"train.total_steps={steps}",
+        f"train.eval_freq={steps}",
+        "train.checkpoint_freq=0",
+        "distributed.max_update_lag=64",
+    ]
+    rows = []
+    for seed in seeds:
+        for kind, actors in (("local", 0), ("apex", 1), ("apex", 2)):
+            over = [x for x in extra if kind == "apex" or not x.startswith("distributed.")]
+            r = solve(kind, actors, seed, root, over, preset=preset)
+            rows.append(r)
+            print(r, flush=True)
+    print(f"\n{preset}, {steps} env steps each")
+    print(f"{'run':<10} {'seed':>4} {'env steps/s':>12} {'wall s':>8} {'final eval':>11}")
+    for r in rows:
+        name = "local" if r["kind"] == "local" else f"apex x{r['actors']}"
+        print(
+            f"{name:<10} {r['seed']:>4} {r['env_steps_per_s']:12.0f} {r['wall_s']:8.0f}"
+            f" {r['best_eval']:11.2f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-solve", action="store_true")
     ap.add_argument("--micro-only", action="store_true", help="Ray costs and micro figures only")
+    ap.add_argument(
+        "--budget-preset",
+        help="instead: this preset (e.g. minatar-breakout-dqn) for --budget-steps env steps, "
+        "single process vs Ape-X actors=1,2: env steps/s and final greedy return",
+    )
+    ap.add_argument("--budget-steps", type=int, default=50_000)
     args = ap.parse_args()
+    if args.budget_preset:
+        budget(args.budget_preset, args.budget_steps, [int(s) for s in args.seeds.split(",")])
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(1)
     import ray
