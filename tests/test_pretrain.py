@@ -102,12 +102,14 @@ def test_batches_never_cross_episodes(tmp_path: Path) -> None:
 
 
 def test_generated_dataset_layout(cb_data: Path) -> None:
+    """generate_dataset writes a `drlzero collect` dataset; the reader's rows end every
+    episode with action -1."""
     manifest = json.loads((cb_data / "manifest.json").read_text())
-    assert manifest["format"] == FORMAT and manifest["num_actions"] == 3
-    obs = np.load(cb_data / "obs.npy", allow_pickle=False)
-    actions = np.load(cb_data / "actions.npy", allow_pickle=False)
-    assert obs.shape == (manifest["num_rows"], 6)
-    assert (actions == -1).sum() == manifest["num_episodes"]
+    assert manifest["format"] == FORMAT and manifest["action_space"]["n"] == 3
+    ds = TrajectoryDataset(cb_data)
+    assert ds.num_actions == 3 and ds.obs.shape[1:] == (6,)
+    assert len(ds.obs) == manifest["num_steps"] + manifest["num_episodes"]
+    assert (ds.actions == -1).sum() == manifest["num_episodes"]
 
 
 # -- objectives --------------------------------------------------------------------------------

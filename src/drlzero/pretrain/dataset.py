@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -175,18 +175,6 @@ def _rows_of_collected(
     return arrays, flat
 
 
-def _policy(env_cfg: EnvConfig, name: str) -> Callable[[np.ndarray], np.ndarray] | None:
-    """``random`` (None) or a baseline controller from :mod:`drlzero.envs.baselines`."""
-    if name == "random":
-        return None
-    from drlzero.envs.baselines import BASELINES
-
-    known = BASELINES.get(env_cfg.id, {})
-    if name not in known:
-        raise UserError(f"policy {name!r} for {env_cfg.id}: one of random, {', '.join(known)}")
-    return known[name]
-
-
 def generate_dataset(
     env_cfg: EnvConfig,
     out: str | Path,
@@ -196,12 +184,12 @@ def generate_dataset(
     epsilon: float = 0.3,
     seed: int = 0,
 ) -> Path:
-    """Roll out a random or baseline policy and write a dataset directory (tests, experiments).
+    """Roll out a random or baseline policy into a ``drlzero collect`` dataset (tests, experiments).
 
     Args:
         env_cfg: the env (``env_cfg.kwargs`` are passed to ``gymnasium.make``).
         out: the dataset directory to create.
-        steps: env steps to record (whole episodes: the last one is finished).
+        steps: env steps to record (the last episode is cut there, marked truncated).
         policy: ``random`` or a baseline name (``track``, ``intercept`` for CatchBall ...).
         epsilon: with a baseline, the chance of a random action instead (action diversity for
             the inverse-dynamics objective).
@@ -210,58 +198,16 @@ def generate_dataset(
     Returns:
         The dataset directory.
     """
-    from drlzero.envs import make_env
+    from drlzero.data.collect import collect
 
-    controller = _policy(env_cfg, policy)
-    env = make_env(env_cfg)
-    rng = np.random.default_rng(seed)
-    n_act = int(env.action_space.n)  # type: ignore[attr-defined]
-    obs_rows: list[np.ndarray] = []
-    cols: dict[str, list[Any]] = {
-        k: [] for k in ("actions", "episode_id", "rewards", "terminated", "truncated")
-    }
-    ep = 0
-    while len(obs_rows) < steps + ep:  # rows = steps + one final observation per episode
-        obs, _ = env.reset(seed=seed + ep)
-        done = False
-        while not done:
-            if controller is None or rng.random() < epsilon:
-                action = int(rng.integers(n_act))
-            else:
-                action = int(controller(np.asarray(obs)[None])[0])
-            obs_rows.append(np.asarray(obs))
-            nxt, reward, term, trunc, _ = env.step(action)
-            done = bool(term or trunc)
-            for key, v in zip(cols, (action, ep, reward, term, trunc), strict=True):
-                cols[key].append(v)
-            obs = nxt
-        obs_rows.append(np.asarray(obs))  # the final observation: no action taken there
-        for key, v in zip(cols, (-1, ep, 0.0, False, False), strict=True):
-            cols[key].append(v)
-        ep += 1
-    env.close()
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    obs_N = np.stack(obs_rows)
-    np.save(folder / "obs.npy", obs_N, allow_pickle=False)
-    dtypes = {"actions": np.int64, "episode_id": np.int64, "rewards": np.float32}
-    for key, values in cols.items():
-        np.save(
-            folder / f"{key}.npy", np.asarray(values, dtypes.get(key, bool)), allow_pickle=False
-        )
-    manifest = {
-        "format": FORMAT,
-        "version": 1,
-        "env_id": env_cfg.id,
-        "env_kwargs": dict(env_cfg.kwargs),
-        "num_rows": len(obs_N),
-        "num_episodes": ep,
-        "obs_shape": list(obs_N.shape[1:]),
-        "obs_dtype": str(obs_N.dtype),
-        "num_actions": n_act,
-        "policy": policy,
-        "epsilon": epsilon if controller is not None else 1.0,
-        "seed": seed,
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return folder
+    # The rollout itself is `drlzero collect`'s (its sharded format is read by this module).
+    behaviour = policy if policy == "random" else f"baseline:{policy}"
+    (path,) = collect(
+        [env_cfg],
+        behaviour,
+        out=out,
+        steps=steps,
+        epsilon=0.0 if policy == "random" else epsilon,
+        seed=seed,
+    )
+    return Path(path)
