@@ -261,3 +261,18 @@ def test_pretrained_encoder_learns_a_tiny_text_task(tmp_path: Path, fast) -> Non
     ]
     result = train(None, out=tmp_path / "run", overrides=over, total_steps=600)
     assert result.final_eval["success_rate"] == 1.0
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tok) -> None:
+    """encoder.grad_checkpointing trades compute for memory; the gradients must not change."""
+    obs = torch.from_numpy(_ids(tok, ["a red ball is one step ahead.", "you see no objects."]))
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        q = _qnet("lora", grad_checkpointing=ckpt)
+        q.train()
+        q(obs).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in q.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and any("lora_B" in n for n in grads[0])
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-4, atol=1e-6)
