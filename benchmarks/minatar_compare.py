@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--game", default="breakout")
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--first-seed", type=int, default=1, help="seeds first..first+seeds-1")
     ap.add_argument("--eval-freq", type=int, default=10_000)
     ap.add_argument("--out", default="runs/minatar-compare")
     args = ap.parse_args()
@@ -96,7 +97,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     presets = [f"minatar-{args.game}-dqn", f"minatar-{args.game}-rainbow"]
     results: dict[str, list[dict]] = {p: [] for p in presets}
-    for seed in range(1, args.seeds + 1):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for p in presets:
             r = run_preset(p, seed, args.steps, args.eval_freq, out)
             results[p].append(r)
