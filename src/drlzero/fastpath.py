@@ -3,8 +3,8 @@
 Acting with a 4-120-84-2 MLP runs ~10 ``nn.Module.__call__`` dispatches (hooks, ``__getattr__``)
 around 5 tiny kernels; on CPU the dispatch costs as much as the arithmetic. ``torch.fx`` can trace
 the network *through* every module into a flat graph of ``F.linear`` / ``relu`` calls on the
-module's own parameter objects, which halves the time of a single-observation forward here (see
-``benchmarks/update_step.py --act``) without compiling anything.
+module's own parameter objects, which cuts a single-observation forward from 49 to 18 µs for
+that MLP here (the action table of ``benchmarks/update_step.py``) without compiling anything.
 
 The flat function reads the same ``nn.Parameter`` objects as the module, so optimizer steps
 (including :class:`drlzero.optim.FlatParams`, which swaps ``.data`` but keeps the objects) are

@@ -2,9 +2,10 @@
 
 Gymnasium's generic step dispatches through ``iterate``/``concatenate`` (``functools``
 single-dispatch on the spaces), stacks a list of observations and deep-copies the result on
-every call: for one CartPole env that is ~3x the env's own step time here (70 vs 18 µs under
-load, see ``benchmarks/cleanrl_loop.py``). For a ``Box`` observation space the same result can be
-written straight into the preallocated batch array. Everything else — construction, ``reset``,
+every call. For one CartPole env (``gym.make`` wrappers included), measured side by side under
+load: Gymnasium's vector step 150 µs, this step 70 µs, the wrapped env alone 55 µs. For a
+``Box`` observation space the same result can be written straight into the preallocated batch
+array. Everything else — construction, ``reset``,
 attributes, ``call``, ``close``, the info layout (``final_obs``, ``final_info`` and their ``_``
 masks) — is Gymnasium's own; other spaces (Dict, Text, ...) take Gymnasium's step unchanged.
 A test checks that both steps return identical batches, flags and infos on a seeded rollout.
