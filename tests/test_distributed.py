@@ -82,6 +82,15 @@ def test_replay_shard_samples_by_the_actors_priorities() -> None:
     assert shard.stats()["calls"] == {"add": 1, "sample": 1, "update_priorities": 1}
 
 
+def test_replay_shard_names_the_chunks_it_stored() -> None:
+    shard = ReplayShard(16, (4,), np.dtype(np.float32), DQNConfig(), total_steps=100, seed=0)
+    shard.add(_transitions(3, np.ones(3)), 7)
+    shard.add(_transitions(5, np.ones(5)), 9)
+    shard.add(_transitions(2, np.ones(2)))  # no id: not tracked
+    assert shard.delivered([7, 8, 9, -1]) == {7: 3, 9: 5}
+    assert shard.stats()["added"] == 10
+
+
 def test_weights_checksum_follows_the_weights() -> None:
     net = torch.nn.Linear(3, 2)
     before = weights_checksum(weights_of(net))
@@ -198,10 +207,15 @@ def test_apex_writes_the_run_directory(apex_run) -> None:  # type: ignore[no-unt
 def test_killed_actor_is_replaced_and_nothing_delivered_is_lost(apex_run) -> None:  # type: ignore[no-untyped-def]
     result, killed = apex_run
     stats = json.loads((result.run_dir / "distributed.json").read_text())
-    assert killed and stats["actor_restarts"] == 1 and stats["lost_chunks"] == 1
-    assert stats["lost_steps_at_most"] == 16 * 4  # one chunk of 16 vector steps x 4 envs
+    assert killed and stats["actor_restarts"] == 1
+    # the killed actor's chunk was lost, or reached replay before its report was lost
+    assert stats["lost_chunks"] + stats["unreported_chunks"] == 1
+    assert stats["lost_steps_at_most"] == stats["lost_chunks"] * 16 * 4  # 16 vector steps x 4 envs
+    assert stats["unreported_transitions"] == stats["unreported_chunks"] * 16 * 4
     # one-step transitions: every counted env step is in replay, after the clean stop's drain
-    assert sum(r["added"] for r in stats["replay"]) == stats["env_steps"] == result.steps
+    assert stats["env_steps"] == result.steps
+    added = sum(r["added"] for r in stats["replay"])
+    assert added == stats["env_steps"] + stats["unreported_transitions"]
 
 
 def test_actors_act_with_the_published_weights(apex_run) -> None:  # type: ignore[no-untyped-def]

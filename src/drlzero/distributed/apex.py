@@ -177,8 +177,11 @@ class ReplayShard:
         self._all = np.arange(capacity)
         self.calls = {"add": 0, "sample": 0, "update_priorities": 0}
         self.added = 0
+        # chunk id -> transitions stored: lets the learner tell, after an actor died, whether
+        # the chunk it was reporting reached replay anyway (8 bytes or so per chunk of a run).
+        self.chunks: dict[int, int] = {}
 
-    def add(self, tr: Transitions) -> int:
+    def add(self, tr: Transitions, chunk: int = -1) -> int:
         """Store a chunk with its priorities; returns the number stored now."""
         self.calls["add"] += 1
         where = self.storage.add(
@@ -186,7 +189,13 @@ class ReplayShard:
         )
         self.per.update_priorities(self._all[where], tr.priorities)
         self.added += len(tr.actions)
+        if chunk >= 0:
+            self.chunks[chunk] = len(tr.actions)
         return len(self.storage)
+
+    def delivered(self, chunks: list[int]) -> dict[int, int]:
+        """Of ``chunks``, those stored here, with their numbers of transitions."""
+        return {c: self.chunks[c] for c in chunks if c in self.chunks}
 
     def sample(self, batch_size: int, step: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """``(arrays, indices_B, weights_B)``, proportional to priority; ``arrays`` are the
@@ -275,7 +284,9 @@ class ApexActor:
         # The digest of what the network now holds, not of what arrived: proves the load.
         self.checksum = weights_checksum(weights_of(self.q_net))
 
-    def collect(self, weights_ref: list[Any], version: int, vector_steps: int) -> ChunkReport:
+    def collect(
+        self, weights_ref: list[Any], version: int, vector_steps: int, chunk: int = -1
+    ) -> ChunkReport:
         """Act for ``vector_steps`` steps, send the chunk to replay, wait until it is stored.
 
         Args:
@@ -283,6 +294,7 @@ class ApexActor:
                 the reference and the actor fetches the weights only when ``version`` is new).
             version: their version number.
             vector_steps: steps of the vector env in this chunk.
+            chunk: the learner's id of this chunk, stored with it in replay.
         """
         t0 = time.perf_counter()
         if version != self.version:
@@ -309,13 +321,13 @@ class ApexActor:
             self.obs = next_obs
         sent = 0
         if parts:
-            chunk = [np.concatenate(x) for x in zip(*parts, strict=True)]
-            obs, actions, returns, next_obs, terminated, discounts = chunk
+            arrays = [np.concatenate(x) for x in zip(*parts, strict=True)]
+            obs, actions, returns, next_obs, terminated, discounts = arrays
             priorities = self._priorities(obs, actions, returns, next_obs, terminated, discounts)
             tr_out = Transitions(obs, actions, returns, next_obs, terminated, discounts, priorities)
             shard = self.shards[(self.index + self._sends) % len(self.shards)]
             self._sends += 1
-            require_ray().get(shard.add.remote(tr_out))  # delivered before we report it
+            require_ray().get(shard.add.remote(tr_out, chunk))  # delivered before we report it
             sent = len(actions)
         return ChunkReport(
             actor=self.index,
@@ -352,6 +364,8 @@ class ApexStats:
     actor_restarts: int = 0
     lost_chunks: int = 0
     lost_steps_at_most: int = 0
+    unreported_chunks: int = 0
+    unreported_transitions: int = 0
     chunks: int = 0
     published: int = 0
     weights_bytes: int = 0
@@ -391,6 +405,8 @@ class ApexStats:
             "actor_restarts": self.actor_restarts,
             "lost_chunks": self.lost_chunks,
             "lost_steps_at_most": self.lost_steps_at_most,
+            "unreported_chunks": self.unreported_chunks,
+            "unreported_transitions": self.unreported_transitions,
         }
 
 
@@ -478,10 +494,12 @@ class ApexTrainer:
         self.stats.weights_bytes = sum(a.nbytes for a in weights.values())
 
     def _submit(self, i: int) -> None:
+        chunk = self._next_chunk
+        self._next_chunk += 1
         ref = self.actors[i].collect.remote(
-            [self.weights_ref], self.version, self.cfg.distributed.chunk_steps
+            [self.weights_ref], self.version, self.cfg.distributed.chunk_steps, chunk
         )
-        self.inflight[ref] = i
+        self.inflight[ref] = (i, chunk)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -512,7 +530,9 @@ class ApexTrainer:
             dq.extend(recent.get(key, []))
         self.logger.episodes = episodes
         self.wall0 = time.perf_counter()
-        self.inflight: dict[Any, int] = {}
+        self.inflight: dict[Any, tuple[int, int]] = {}  # ref -> (actor, chunk id)
+        self._next_chunk = 0
+        self._lost: list[int] = []  # chunk ids whose actor died before reporting
         self.ups = updates_per_step(cfg)
         self.paused = []
         self.publish()
@@ -647,10 +667,11 @@ class ApexTrainer:
             self._take(ref, resubmit=True)
 
     def _take(self, ref: Any, *, resubmit: bool) -> None:
-        i = self.inflight.pop(ref)
+        i, chunk = self.inflight.pop(ref)
         try:
             report: ChunkReport = self.ray.get(ref)
         except self.ray.exceptions.RayActorError:
+            self._lost.append(chunk)
             self._replace(i)
             if resubmit:
                 self._submit(i)
@@ -705,7 +726,23 @@ class ApexTrainer:
         }
         self.logger.log(self.step, scalars, evaluation)
 
+    def _reconcile_lost(self) -> None:
+        """An actor can die after its chunk reached replay but before its report reached the
+        learner: such chunks are not lost but unreported (in replay, not in ``env_steps``)."""
+        if not self._lost:
+            return
+        found: dict[int, int] = {}
+        for shard in self.shards:
+            found.update(self.ray.get(shard.delivered.remote(self._lost)))
+        per_chunk = self.cfg.distributed.chunk_steps * self.cfg.env.num_envs
+        self.stats.unreported_chunks += len(found)
+        self.stats.unreported_transitions += sum(found.values())
+        self.stats.lost_chunks -= len(found)
+        self.stats.lost_steps_at_most -= len(found) * per_chunk
+        self._lost = []
+
     def _write_stats(self) -> None:
+        self._reconcile_lost()
         replay = [self.ray.get(s.stats.remote()) for s in self.shards]
         wall = time.perf_counter() - self.wall0
         self.stats.updates = self.updates
