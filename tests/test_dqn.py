@@ -15,7 +15,9 @@ from drlzero import train
 from drlzero.algos.dqn import DQNLearner, compiled, td_targets
 from drlzero.buffers import Batch
 from drlzero.config import DQNConfig, load_config
-from drlzero.heads import DuelingHead
+from drlzero.encoders.mlp import MLPEncoder
+from drlzero.errors import ConfigError
+from drlzero.heads import DuelingHead, LinearHead, QNetwork
 
 
 def test_td_targets_by_hand() -> None:
@@ -151,3 +153,17 @@ def test_compiled_update_matches_eager() -> None:
     assert not [w for w in caught if "torch.compile failed" in str(w.message)]
     torch.testing.assert_close(sa["loss"], sb["loss"])
     torch.testing.assert_close(a.q_net.weight, b.q_net.weight)
+
+
+def test_rmsprop_options_reach_the_optimizer() -> None:
+    torch.manual_seed(0)
+    net = QNetwork(MLPEncoder((3,), hidden=[8]), LinearHead(8, 2))
+    cfg = DQNConfig(
+        optimizer="rmsprop", lr=2.5e-4, adam_eps=0.01, rmsprop_alpha=0.95, rmsprop_centered=True
+    )
+    learner = DQNLearner(net, copy.deepcopy(net), cfg)
+    group = learner.optimizer.param_groups[0]
+    assert isinstance(learner.optimizer, torch.optim.RMSprop)
+    assert (group["alpha"], group["centered"], group["eps"]) == (0.95, True, 0.01)
+    with pytest.raises(ConfigError, match="rmsprop_alpha"):
+        load_config("cartpole-dqn", overrides=["dqn.rmsprop_alpha=1.5"])

@@ -106,3 +106,29 @@ def test_noise_is_resampled_each_update_and_absent_in_eval() -> None:
     assert not torch.equal(before, layer.epsilon_out)
     net.eval()
     torch.testing.assert_close(net(x), net(x))
+
+
+@pytest.mark.parametrize("dist", ["none", "c51", "qr"])
+def test_flat_forwards_match_the_module_calls(dist: str) -> None:
+    """Rainbow's update through flat traces (noisy layers included) equals the module path."""
+    cfg = DQNConfig(
+        distributional=dist, num_atoms=11, dueling=True, noisy=True, double=True, lr=1e-2
+    )
+    runs = []
+    for flat in (True, False):
+        torch.manual_seed(0)
+        net = _net(cfg)
+        learner = RainbowLearner(net, copy.deepcopy(net), cfg)
+        learner._flat_pending = flat
+        stats = []
+        for _ in range(3):  # noise resampled each update: the traces must read it live
+            s = learner.update(_batch(16), 1, torch.linspace(0.5, 1.0, 16))
+            stats.append((s["loss"].item(), s["priorities"].clone()))
+        assert isinstance(learner.online_fwd, nn.Module) is not flat  # a trace, or the module
+        runs.append((stats, [p.detach().clone() for p in net.parameters()]))
+    (flat_stats, flat_params), (mod_stats, mod_params) = runs
+    for (la, pa), (lb, pb) in zip(flat_stats, mod_stats, strict=True):
+        assert la == pytest.approx(lb, rel=1e-6)
+        torch.testing.assert_close(pa, pb)
+    for a, b in zip(flat_params, mod_params, strict=True):
+        torch.testing.assert_close(a, b)

@@ -110,6 +110,8 @@ class DQNConfig:
     loss: str = _f("huber", "TD loss: huber | mse")
     optimizer: str = _f("adam", "adam | rmsprop")
     adam_eps: float = _f(1e-8, "Adam/RMSprop epsilon")
+    rmsprop_alpha: float = _f(0.99, "RMSprop smoothing of the squared gradient (MinAtar: 0.95)")
+    rmsprop_centered: bool = _f(False, "centered RMSprop (divides by the gradient's variance)")
     max_grad_norm: float | None = _f(10.0, "gradient-norm clip (None: off)")
     n_step: int = _f(1, "n-step returns (1: one-step TD)")
     prioritized: bool = _f(False, "prioritized replay (Schaul et al. 2016, proportional)")
@@ -244,6 +246,10 @@ class Config:
         self._validate_pretrained()
         _choice("dqn.loss", self.dqn.loss, ("huber", "mse"))
         _choice("dqn.optimizer", self.dqn.optimizer, ("adam", "rmsprop"))
+        if not 0.0 < self.dqn.rmsprop_alpha < 1.0:
+            raise ConfigError(
+                f"dqn.rmsprop_alpha={self.dqn.rmsprop_alpha} must be in (0, 1), e.g. 0.95"
+            )
         _choice("exploration.kind", self.exploration.kind, ("epsilon_greedy", "softmax"))
         _choice(
             "exploration.schedule", self.exploration.schedule, ("constant", "linear", "exponential")

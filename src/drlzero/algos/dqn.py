@@ -30,7 +30,7 @@ from drlzero.config import Config, DQNConfig
 from drlzero.encoders import build_encoder
 from drlzero.errors import ConfigError
 from drlzero.exploration import Explorer
-from drlzero.fastpath import flat_forward
+from drlzero.fastpath import flat_forward, numpy_forward
 from drlzero.heads import DuelingHead, LinearHead, QNetwork
 from drlzero.optim import FlatParams
 
@@ -117,17 +117,30 @@ class QPolicy:
         self.explorer = explorer
         self.device = device
         self._move = device.type != "cpu"
-        # Compiled on request; else the flat eager forward, built on the first observation.
+        # Compiled on request; else built on the first observation: NumPy for small CPU MLPs
+        # (fastpath.numpy_forward), the flat eager torch forward otherwise.
         self.forward: Callable[[torch.Tensor], torch.Tensor] | None = (
             compiled(q_net) if compile else None
         )
+        self._compile = compile
+        self._numpy: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        if self._numpy is not None:
+            return self._numpy(obs)
+        return self._torch_q_values(obs)
 
     @torch.inference_mode()
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
+    def _torch_q_values(self, obs: np.ndarray) -> np.ndarray:
         obs_t = torch.from_numpy(np.asarray(obs))
         if self._move:
             obs_t = obs_t.to(self.device, non_blocking=True)
         if self.forward is None:
+            if not self._move and self._compile is False:
+                # small CPU MLPs act faster in NumPy (views of the live weights)
+                self._numpy = numpy_forward(self.q_net, np.asarray(obs))
+                if self._numpy is not None:
+                    return self._numpy(obs)
             self.forward = flat_forward(self.q_net, obs_t)
         q_BA = self.forward(obs_t)
         if q_BA.dtype != torch.float32 or self._move:
@@ -210,7 +223,14 @@ class DQNLearner:
                 groups, lr=cfg.lr, eps=cfg.adam_eps, fused=True
             )
         else:
-            self.optimizer = torch.optim.RMSprop(groups, lr=cfg.lr, eps=cfg.adam_eps, foreach=True)
+            self.optimizer = torch.optim.RMSprop(
+                groups,
+                lr=cfg.lr,
+                eps=cfg.adam_eps,
+                alpha=cfg.rmsprop_alpha,
+                centered=cfg.rmsprop_centered,
+                foreach=True,
+            )
         self.loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
         # Forward + loss (and, through AOTAutograd, their backward) compiled on request;
         # eagerly, the networks' flat forwards (drlzero.fastpath) are built on the first batch.

@@ -13,6 +13,9 @@ runs when any of the above is switched on. Shape legend: B batch, A actions, N a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +31,7 @@ from drlzero.distributional import (
     quantile_huber_loss,
     quantile_targets,
 )
+from drlzero.fastpath import flat_forward
 from drlzero.heads import DuelingHead, LinearHead
 from drlzero.noisy import NoiseResetter, NoisyLinear, noisy_layers
 
@@ -94,14 +98,41 @@ def _make_noisy(module: nn.Module, sigma0: float) -> None:
             _make_noisy(child, sigma0)
 
 
+class RawOutput(nn.Module):
+    """``net``'s raw head output as a module's forward: Q-values, or the distribution of a
+    distributional head (what the losses below read), so it can be flattened like any forward."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self._distributional = hasattr(net, "distribution")
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net.distribution(obs) if self._distributional else self.net(obs)
+
+
 def per_sample_loss(
-    q_net: nn.Module, target_net: nn.Module, batch: Batch, cfg: DQNConfig
+    q_net: nn.Module,
+    target_net: nn.Module,
+    batch: Batch,
+    cfg: DQNConfig,
+    online: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    target: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loss of each sample, the priority it earns, and Q of the taken actions.
 
     Priorities: ``|y - Q(s, a)|`` for expected-value heads; the distributional loss itself for
     C51/QR (the KL form used by Rainbow).
+
+    ``online`` / ``target`` compute the networks' raw outputs (:class:`RawOutput`; e.g. their
+    flat forwards); by default the modules are called.
     """
+    distributional = cfg.distributional != "none"
+    if online is None:
+        online = q_net.distribution if distributional else q_net  # type: ignore[assignment]
+    if target is None:
+        target = target_net.distribution if distributional else target_net  # type: ignore[assignment]
+    assert online is not None and target is not None
     b = batch.actions.shape[0]
     idx_B = torch.arange(b, device=batch.actions.device)
     a_B = batch.actions
@@ -109,7 +140,7 @@ def per_sample_loss(
     # than two on small networks (per-call overhead dominates); only the s half gets gradients.
     both = torch.cat([batch.obs, batch.next_obs]) if cfg.double else batch.obs
     if cfg.distributional == "none":
-        q_2BA = q_net(both)
+        q_2BA = online(both)
         q_B = q_2BA[:b][idx_B, a_B]
         with torch.no_grad():
             next_online = q_2BA[b:].detach() if cfg.double else None
@@ -117,19 +148,19 @@ def per_sample_loss(
             y_B = td_targets(
                 batch.rewards,
                 batch.terminated,
-                target_net(batch.next_obs),
+                target(batch.next_obs),
                 discounts_B,
                 next_online,
             )
         loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
         loss_B = loss_fn(q_B, y_B, reduction="none")
         return loss_B, (y_B - q_B).detach().abs(), q_B.detach()
-    z_2BAN = q_net.distribution(both)  # type: ignore[operator]
+    z_2BAN = online(both)
     z_BAN = z_2BAN[:b]
     head = q_net.head  # type: ignore[union-attr]
     q_B = head.q_values(z_BAN.detach())[idx_B, a_B]
     with torch.no_grad():
-        next_z_BAN = target_net.distribution(batch.next_obs)  # type: ignore[operator]
+        next_z_BAN = target(batch.next_obs)
         chooser = head.q_values(z_2BAN[b:].detach() if cfg.double else next_z_BAN)
         next_a_B = chooser.argmax(dim=1)
         next_z_BN = next_z_BAN[idx_B, next_a_B]
@@ -155,6 +186,13 @@ class RainbowLearner(DQNLearner):
     :class:`DQNLearner`'s).
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # the losses read raw outputs (distributions for C51/QR): module calls until the first
+        # batch, then their flat forwards (not under compile: torch.compile gets the modules)
+        self.online_fwd = RawOutput(self.q_net)
+        self.target_fwd = RawOutput(self.target_net)
+
     def update(
         self, batch: Batch, gradient_steps: int = 1, weights_B: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
@@ -170,13 +208,19 @@ class RainbowLearner(DQNLearner):
             self._reset_noise = NoiseResetter(
                 noisy_layers(self.q_net) + noisy_layers(self.target_net)
             )
+        if self._flat_pending:  # flat forwards of the raw outputs (noisy layers included)
+            self._flat_pending = False
+            self.online_fwd = flat_forward(self.online_fwd, batch.obs[:1])  # type: ignore[arg-type]
+            self.target_fwd = flat_forward(self.target_fwd, batch.next_obs[:1])  # type: ignore[arg-type]
         self.flat.relink()
         losses, qs, prios = [], [], []
         for i in range(g):
             part = Batch(*(None if x is None else x[i * b : (i + 1) * b] for x in batch))
             w_B = None if weights_B is None else weights_B[i * b : (i + 1) * b]
             self._reset_noise()
-            loss_B, prio_B, q_B = per_sample_loss(self.q_net, self.target_net, part, self.cfg)
+            loss_B, prio_B, q_B = per_sample_loss(
+                self.q_net, self.target_net, part, self.cfg, self.online_fwd, self.target_fwd
+            )
             loss = (loss_B * w_B).mean() if w_B is not None else loss_B.mean()
             self.flat.zero_grad()
             loss.backward()
