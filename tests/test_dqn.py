@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from drlzero import train
-from drlzero.algos.dqn import DQNLearner, compiled, td_targets
+from drlzero.algos.dqn import DQNLearner, compile_setting, compiled, td_targets
 from drlzero.buffers import Batch
 from drlzero.config import DQNConfig, load_config
 from drlzero.encoders.mlp import MLPEncoder
@@ -167,3 +167,21 @@ def test_rmsprop_options_reach_the_optimizer() -> None:
     assert (group["alpha"], group["centered"], group["eps"]) == (0.95, True, 0.01)
     with pytest.raises(ConfigError, match="rmsprop_alpha"):
         load_config("cartpole-dqn", overrides=["dqn.rmsprop_alpha=1.5"])
+
+
+def test_cuda_graphs_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA graphs are torch.compile's reduce-overhead mode on CUDA; elsewhere a warning and
+    the plain setting (the GPU path itself is not run here: no GPU in CI)."""
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert compile_setting(False, True, cuda) == "reduce-overhead"
+    assert compile_setting(True, False, cuda) == "default"
+    assert compile_setting(False, False, cuda) is False
+    with pytest.warns(UserWarning, match="cuda_graphs needs a CUDA device.*eagerly"):
+        assert compile_setting(False, True, cpu) is False
+    with pytest.warns(UserWarning, match="without them"):
+        assert compile_setting(True, True, cpu) == "default"
+    seen: list[object] = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(kw["mode"]) or fn)
+    compiled(lambda x: x, "reduce-overhead")
+    compiled(lambda x: x, True)
+    assert seen == ["reduce-overhead", None]

@@ -60,3 +60,13 @@ def test_epsilon_zero_is_greedy_and_one_is_uniform() -> None:
     assert (EpsilonGreedy(ConstantSchedule(0.0), 3)(q, 0, rng) == 1).all()
     acts = EpsilonGreedy(ConstantSchedule(1.0), 3)(None, 0, rng, np.ones(3000, bool))
     assert set(np.unique(acts)) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("num_actions", [2, 3, 7, 18])
+def test_random_actions_are_uniform_and_in_range(num_actions: int) -> None:
+    rng = np.random.default_rng(2)
+    ex = EpsilonGreedy(ConstantSchedule(1.0), num_actions)
+    acts = ex(None, 0, rng, np.ones(60_000, bool))
+    assert acts.dtype == np.int64 and acts.min() == 0 and acts.max() == num_actions - 1
+    freq = np.bincount(acts, minlength=num_actions) / len(acts)
+    np.testing.assert_allclose(freq, 1.0 / num_actions, atol=0.01)

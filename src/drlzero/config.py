@@ -166,6 +166,11 @@ class TrainConfig:
     compile: bool = _f(
         False, "torch.compile the DQN loss and the acting forward (eager fallback; ~20 s first)"
     )
+    cuda_graphs: bool = _f(
+        False,
+        "CUDA only: replay the compiled loss and acting forward as CUDA graphs (torch.compile "
+        "mode reduce-overhead; implies compile there); ignored with a warning elsewhere",
+    )
 
 
 @dataclass

@@ -115,10 +115,12 @@ class NoiseResetter:
         self.sizes = [b.numel() for b in self.buffers]
         self.total = sum(self.sizes)
 
-    @torch.no_grad()
     def __call__(self, generator: torch.Generator | None = None) -> None:
-        if not self.buffers:
-            return
+        if self.buffers:  # no layers: return before no_grad's ~2 µs (called every env step)
+            self._reset(generator)
+
+    @torch.no_grad()
+    def _reset(self, generator: torch.Generator | None) -> None:
         x = torch.randn(
             self.total, generator=generator, device=self.buffers[0].device, dtype=torch.float32
         )

@@ -57,9 +57,33 @@ def td_targets(
     return rewards_B + gamma * (1.0 - terminated_B) * next_v_B
 
 
-def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``torch.compile(fn)``, falling back to eager (with one warning) if compilation fails."""
-    fast = torch.compile(fn, dynamic=False)
+CompileSetting = bool | str  # False: eager; True or "default"; "reduce-overhead": CUDA graphs
+
+
+def compile_setting(compile: bool, cuda_graphs: bool, device: torch.device) -> CompileSetting:
+    """What ``train.compile`` / ``train.cuda_graphs`` mean on ``device``.
+
+    CUDA graphs come from torch.compile's ``reduce-overhead`` mode (cudagraph trees: static
+    input/output buffers, replay without per-kernel launches); they need a CUDA device, so
+    elsewhere the setting falls back (with a warning) to plain compile or eager.
+    """
+    if cuda_graphs:
+        if device.type == "cuda":
+            return "reduce-overhead"
+        fallback = "torch.compile without them" if compile else "eagerly"
+        warnings.warn(
+            f"train.cuda_graphs needs a CUDA device ({device} here); running {fallback}",
+            stacklevel=2,
+        )
+    return "default" if compile else False
+
+
+def compiled(fn: Callable[..., Any], mode: CompileSetting = True) -> Callable[..., Any]:
+    """``torch.compile(fn)``, falling back to eager (with one warning) if compilation fails.
+
+    ``mode``: True/"default", or a torch.compile mode such as "reduce-overhead" (CUDA graphs).
+    """
+    fast = torch.compile(fn, dynamic=False, mode=None if mode in (True, "default") else mode)
     state = {"fn": fast}
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -111,7 +135,7 @@ class QPolicy:
         explorer: Explorer | None,
         device: torch.device,
         *,
-        compile: bool = False,
+        compile: CompileSetting = False,
     ) -> None:
         self.q_net = q_net
         self.explorer = explorer
@@ -120,7 +144,7 @@ class QPolicy:
         # Compiled on request; else built on the first observation: NumPy for small CPU MLPs
         # (fastpath.numpy_forward), the flat eager torch forward otherwise.
         self.forward: Callable[[torch.Tensor], torch.Tensor] | None = (
-            compiled(q_net) if compile else None
+            compiled(q_net, compile) if compile else None
         )
         self._compile = compile
         self._numpy: Callable[[np.ndarray], np.ndarray] | None = None
@@ -136,7 +160,7 @@ class QPolicy:
         if self._move:
             obs_t = obs_t.to(self.device, non_blocking=True)
         if self.forward is None:
-            if not self._move and self._compile is False:
+            if not self._move and not self._compile:
                 # small CPU MLPs act faster in NumPy (views of the live weights)
                 self._numpy = numpy_forward(self.q_net, np.asarray(obs))
                 if self._numpy is not None:
@@ -151,7 +175,9 @@ class QPolicy:
         """Behaviour actions for a batch of observations at global env step ``step``."""
         assert self.explorer is not None, "QPolicy.act needs an explorer; use greedy()"
         mask_B = self.explorer.explore_mask(step, len(obs), rng)
-        q_BA = None if mask_B.all() else self.q_values(obs)  # all-random rows need no forward
+        # all-random rows need no forward (one env: indexing is ~10x cheaper than .all())
+        explore_all = bool(mask_B[0]) if len(mask_B) == 1 else bool(mask_B.all())
+        q_BA = None if explore_all else self.q_values(obs)
         return self.explorer(q_BA, step, rng, mask_B)
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
@@ -202,7 +228,7 @@ class DQNLearner:
         cfg: DQNConfig,
         param_groups: list[dict] | None = None,
         *,
-        compile: bool = False,
+        compile: CompileSetting = False,
     ) -> None:
         self.q_net = q_net
         self.target_net = target_net
@@ -234,7 +260,7 @@ class DQNLearner:
         self.loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
         # Forward + loss (and, through AOTAutograd, their backward) compiled on request;
         # eagerly, the networks' flat forwards (drlzero.fastpath) are built on the first batch.
-        self.td_loss = compiled(self._td_loss) if compile else self._td_loss
+        self.td_loss = compiled(self._td_loss, compile) if compile else self._td_loss
         self._flat_pending = not compile
         self.online_fwd: Callable[[torch.Tensor], torch.Tensor] = q_net
         self.target_fwd: Callable[[torch.Tensor], torch.Tensor] = target_net

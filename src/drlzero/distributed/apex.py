@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from drlzero.algos.dqn import QPolicy, build_q_network
+from drlzero.algos.dqn import QPolicy, build_q_network, compile_setting
 from drlzero.algos.rainbow import RainbowLearner, per_sample_loss
 from drlzero.buffers import Batch, ReplayBuffer
 from drlzero.config import Config, DQNConfig
@@ -446,7 +446,8 @@ class ApexTrainer:
         self.q_net = build_q_network(cfg, obs_space, act_space).to(self.device)
         self.target_net = make_target(self.q_net, share_encoder=cfg.encoder.target_share == "share")
         groups = param_groups(self.q_net, d.lr, cfg.encoder.backbone_lr, cfg.encoder.warmup)
-        self.learner = RainbowLearner(self.q_net, self.target_net, d, groups, compile=t.compile)
+        mode = compile_setting(t.compile, t.cuda_graphs, self.device)
+        self.learner = RainbowLearner(self.q_net, self.target_net, d, groups, compile=mode)
         self.prep = env_boundary(self.q_net.encoder)
         self.policy = QPolicy(self.q_net, None, self.device)
         self.evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from drlzero.algos.dqn import DQNLearner, QPolicy, build_q_network, uses_family
+from drlzero.algos.dqn import (
+    DQNLearner,
+    QPolicy,
+    build_q_network,
+    compile_setting,
+    uses_family,
+)
 from drlzero.algos.rainbow import RainbowLearner
 from drlzero.buffers import ReplayBuffer
 from drlzero.config import Config
@@ -76,12 +82,11 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     groups = param_groups(q_net, d.lr, cfg.encoder.backbone_lr, cfg.encoder.warmup)
     # Plain DQN keeps the batched fast path; PER / n-step / C51 / QR / noisy use Rainbow's.
     family = uses_family(d)
-    learner = (RainbowLearner if family else DQNLearner)(
-        q_net, target_net, d, groups, compile=t.compile
-    )
+    mode = compile_setting(t.compile, t.cuda_graphs, device)
+    learner = (RainbowLearner if family else DQNLearner)(q_net, target_net, d, groups, compile=mode)
     prep = env_boundary(q_net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
     explorer = build_explorer(cfg.exploration, int(act_space.n), t.total_steps)
-    policy = QPolicy(q_net, explorer, device, compile=t.compile)
+    policy = QPolicy(q_net, explorer, device, compile=mode)
     reset_acting_noise = NoiseResetter(noisy_layers(q_net))
     storage = ReplayBuffer(
         min(d.buffer_size, max(t.total_steps, d.batch_size)),
