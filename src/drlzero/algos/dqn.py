@@ -316,8 +316,9 @@ class DQNLearner:
                     batch.rewards, batch.terminated, next_q_target_BA, self.cfg.gamma
                 )
         self.flat.relink()
-        loss_sum = torch.zeros((), device=batch.rewards.device)
-        q_sum = torch.zeros((), device=batch.rewards.device)
+        if g > 1:
+            loss_sum = torch.zeros((), device=batch.rewards.device)
+            q_sum = torch.zeros((), device=batch.rewards.device)
         for i in range(g):
             s = slice(i * b, (i + 1) * b)
             if self.cfg.double:
@@ -338,6 +339,8 @@ class DQNLearner:
             if self.cfg.max_grad_norm is not None:
                 self.flat.clip_grad_norm_(self.cfg.max_grad_norm)
             self.optimizer.step()
+            if g == 1:  # no running sums: 6 fewer small ops (~5 µs each here) per update
+                return {"loss": loss.detach(), "q_mean": q_B.detach().mean()}
             loss_sum += loss.detach()
             q_sum += q_B.detach().mean()
         return {"loss": loss_sum / g, "q_mean": q_sum / g}
