@@ -38,7 +38,7 @@ from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
 from drlzero.encoders.cnn import MinAtarCNN
 from drlzero.encoders.mlp import MLPEncoder
-from drlzero.fastpath import flat_forward
+from drlzero.fastpath import flat_forward, numpy_forward
 from drlzero.heads import LinearHead, QNetwork
 
 # name -> (network factory, observation shape, batch size)
@@ -169,6 +169,10 @@ def main() -> None:
         # acting: one observation
         obs = torch.rand(1, *obs_shape)
         fns = {"module": net, "flat": flat_forward(net, obs)}
+        np_fwd = numpy_forward(net, obs.numpy())
+        if np_fwd is not None:  # small MLPs: what drlzero's QPolicy acts with on CPU
+            obs_np = obs.numpy()
+            fns["numpy"] = lambda _o, f=np_fwd, x=obs_np: f(x)
         if not args.no_compile:
             fns["compiled"] = compiled(net)
         for fn in fns.values():
@@ -178,10 +182,14 @@ def main() -> None:
             for k, fn in fns.items():
                 at[k].append(act_time(fn, obs, 2000))
         act_rows.append((name, {k: statistics.median(v) * 1e6 for k, v in at.items()}))
-    print(f"\n{'one action (batch 1 forward), µs':<44} {'module':>9} {'flat':>7} {'compiled':>9}")
+    print(
+        f"\n{'one action (batch 1 forward), µs':<44} {'module':>9} {'flat':>7} {'numpy':>7}"
+        f" {'compiled':>9}"
+    )
     for name, m in act_rows:
         co = f"{m['compiled']:9.1f}" if "compiled" in m else f"{'-':>9}"
-        print(f"{name:<44} {m['module']:9.1f} {m['flat']:7.1f} {co}")
+        nu = f"{m['numpy']:7.1f}" if "numpy" in m else f"{'-':>7}"
+        print(f"{name:<44} {m['module']:9.1f} {m['flat']:7.1f} {nu} {co}")
 
 
 if __name__ == "__main__":
