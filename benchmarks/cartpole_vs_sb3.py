@@ -115,7 +115,8 @@ def run_drlzero(preset: str, seed: int, steps: int, extra: list[str]) -> dict[st
         final = drlzero.evaluate(result.run_dir, episodes=10, seed=20_000 + seed, write=False)
     solved = [e["time_s"] for e in result.eval_history if e["mean_return"] >= 475]
     return {
-        "sps": result.steps / result.wall_time_s,
+        # over the training loop, as SB3's learn(): not the final eval, checkpoint and plot
+        "sps": result.steps / (result.loop_time_s or result.wall_time_s),
         "wall_s": wall,
         "final_eval": final["mean_return"],
         "solved_s": solved[0] if solved else float("nan"),

@@ -137,6 +137,8 @@ def test_truncation_bootstraps_and_termination_does_not(
     y = td_targets(torch.ones(1), term[ends][:1], torch.tensor([[2.0, 4.0]]), 0.5)
     assert float(y) == (1.0 if terminal else 3.0)
     assert np.isclose(result.final_eval["mean_length"], min(limit, 5))
+    # throughput is taken over the loop: the final eval, checkpoint and plot come after it
+    assert result.loop_time_s is not None and 0 < result.loop_time_s < result.wall_time_s
 
 
 @pytest.mark.slow

@@ -264,6 +264,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
             if step >= next_ckpt:
                 checkpoint("last")
                 next_ckpt += t.checkpoint_freq
+        loop_time = logger.elapsed()
         if evaluation is not None:
             final_eval = evaluation  # the last step was an evaluation step
         if final_eval is None:
@@ -287,4 +288,5 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         solved_at_step=solved_at,
         eval_history=logger.eval_history,
         wall_time_s=logger.elapsed(),
+        loop_time_s=loop_time,
     )

@@ -30,7 +30,8 @@ class TrainResult:
     best_eval_return: float
     solved_at_step: int | None = None
     eval_history: list[dict[str, float]] = field(default_factory=list)
-    wall_time_s: float = 0.0
+    wall_time_s: float = 0.0  # the whole run: training loop, final eval, checkpoint, plot
+    loop_time_s: float | None = None  # the training loop alone (what throughput is taken over)
 
 
 def new_run_dir(cfg: Config, out: str | Path | None) -> Path:
