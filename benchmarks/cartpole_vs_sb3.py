@@ -13,7 +13,10 @@ Runs alternate between the two libraries, one at a time, each with one torch thr
 the same setting), so machine noise hits both alike.
 
 Usage:
-    python benchmarks/cartpole_vs_sb3.py [--seeds 3] [--solve-seeds 5] [--steps 50000]
+    python benchmarks/cartpole_vs_sb3.py [--seeds 3] [--solve-seeds 5] [--steps 50000] [--compile]
+
+``--compile`` adds a row to A: drlzero with ``train.compile=true`` (the compiled time includes
+torch.compile's first compilation, ~20 s here, as a user's run would).
 """
 
 from __future__ import annotations
@@ -140,25 +143,33 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50_000)
     ap.add_argument("--eval-freq", type=int, default=2_500)
     ap.add_argument("--skip", choices=["A", "B"], default=None)
+    ap.add_argument(
+        "--compile", action="store_true", help="add drlzero with train.compile=true to A"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
 
     if args.skip != "A":
         print(f"A. RL Zoo hyperparameters, {args.steps} env steps, no periodic eval, 1 thread")
-        print(f"{'seed':>4} {'lib':>8} {'steps/s':>9} {'wall s':>8} {'final eval':>10}")
-        rows: dict[str, list[dict[str, float]]] = {"drlzero": [], "sb3": []}
+        print(f"{'seed':>4} {'lib':>16} {'steps/s':>9} {'wall s':>8} {'final eval':>10}")
+        libs = ("drlzero", "drlzero-compiled", "sb3") if args.compile else ("drlzero", "sb3")
+        rows: dict[str, list[dict[str, float]]] = {lib: [] for lib in libs}
         for seed in range(args.seeds):
-            for lib in ("drlzero", "sb3"):
+            for lib in libs:
                 if lib == "sb3":
                     r = run_sb3(seed, args.steps, None)
                 else:
-                    r = run_drlzero("cartpole-dqn-zoo", seed, args.steps, ["train.eval_freq=0"])
+                    extra = ["train.eval_freq=0"]
+                    if lib == "drlzero-compiled":
+                        extra.append("train.compile=true")
+                    r = run_drlzero("cartpole-dqn-zoo", seed, args.steps, extra)
                 rows[lib].append(r)
-                line = f"{seed:>4} {lib:>8} {r['sps']:9.0f} {r['wall_s']:8.1f}"
+                line = f"{seed:>4} {lib:>16} {r['sps']:9.0f} {r['wall_s']:8.1f}"
                 print(f"{line} {r['final_eval']:10.1f}", flush=True)
-        ours = statistics.median(r["sps"] for r in rows["drlzero"])
         theirs = statistics.median(r["sps"] for r in rows["sb3"])
-        print(f"median steps/s: drlzero {ours:.0f}, SB3 {theirs:.0f}, ratio {ours / theirs:.2f}x")
+        for lib in libs[:-1]:
+            ours = statistics.median(r["sps"] for r in rows[lib])
+            print(f"median steps/s: {lib} {ours:.0f}, SB3 {theirs:.0f}, ratio {ours / theirs:.2f}x")
         print()
 
     if args.skip != "B":
