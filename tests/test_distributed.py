@@ -91,6 +91,35 @@ def test_replay_shard_names_the_chunks_it_stored() -> None:
     assert shard.stats()["added"] == 10
 
 
+def test_lost_chunks_that_reached_replay_are_counted_as_unreported() -> None:
+    """The learner's end-of-run reconciliation, with stand-ins for Ray and two shards: of
+    three chunks whose actors died, one reached shard 1 before its report was lost."""
+    from types import SimpleNamespace
+
+    from drlzero.distributed.apex import ApexStats, ApexTrainer
+
+    stored = [
+        ReplayShard(64, (4,), np.dtype(np.float32), DQNConfig(), total_steps=9, seed=0)
+        for _ in range(2)
+    ]
+    stored[1].add(_transitions(8, np.ones(8)), 5)
+    shards = [SimpleNamespace(delivered=SimpleNamespace(remote=s.delivered)) for s in stored]
+    trainer = ApexTrainer.__new__(ApexTrainer)
+    trainer.cfg = load_config(
+        "cartpole-dqn", overrides=["env.num_envs=2", "distributed.chunk_steps=4"]
+    )
+    trainer.ray = SimpleNamespace(get=lambda x: x)
+    trainer.shards = shards
+    trainer.stats = ApexStats(actor_restarts=3, lost_chunks=3, lost_steps_at_most=3 * 8)
+    trainer._lost = [2, 5, 9]
+    trainer._reconcile_lost()
+    st = trainer.stats
+    assert (st.lost_chunks, st.lost_steps_at_most) == (2, 16)
+    assert (st.unreported_chunks, st.unreported_transitions) == (1, 8)
+    trainer._reconcile_lost()  # nothing left to reconcile: unchanged
+    assert (st.lost_chunks, st.unreported_chunks) == (2, 1)
+
+
 def test_weights_checksum_follows_the_weights() -> None:
     net = torch.nn.Linear(3, 2)
     before = weights_checksum(weights_of(net))
