@@ -10,15 +10,17 @@ The flat function reads the same ``nn.Parameter`` objects as the module, so opti
 (including :class:`drlzero.optim.FlatParams`, which swaps ``.data`` but keeps the objects) are
 seen at once: there is no stale copy. Buffers are inputs too (read live), so the noise buffers of
 noisy layers, resampled in place, are seen as well; a network with noisy layers gets one trace per
-mode (``train()`` / ``eval()``), chosen by ``module.training`` at each call. Modules with other
-per-call randomness or running statistics (dropout, batch norm) or with data-dependent Python
-control flow are not traced; they keep the module call. Every trace is checked against the module
-on an example input (in each mode) before it is used.
+mode (``train()`` / ``eval()``), chosen at each call by the noisy layers' own ``training``
+flag. Modules with other per-call randomness or running statistics (dropout, batch norm) or
+with data-dependent Python control flow are not traced; they keep the module call. Every trace
+is checked against the module on an example input (in each mode) before it is used.
 
 :func:`numpy_forward` goes one step further for acting on CPU: an MLP's trace (linear, ReLU,
-Tanh, add, sub, mean, flatten) evaluated with NumPy on views of the live parameters. A batch-1
-forward of the 120-84 CleanRL network then costs a third of the flat torch call (NumPy's per-op
-overhead is ~1 µs, torch's ~5-10 µs).
+Tanh, add, sub, mean, flatten) evaluated with NumPy on views of the live parameters. Acting on
+one NumPy observation with the 120-84 CleanRL network costs 15 µs that way against 31 µs through
+the flat torch forward (19 µs for the forward itself, the rest ``from_numpy``,
+``inference_mode`` and ``.numpy()``) and 52 µs through the module (median of 7 interleaved
+repeats, quiet machine).
 """
 
 from __future__ import annotations

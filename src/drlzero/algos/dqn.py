@@ -146,26 +146,31 @@ class QPolicy:
         self.forward: Callable[[torch.Tensor], torch.Tensor] | None = (
             compiled(q_net, compile) if compile else None
         )
-        self._compile = compile
         self._numpy: Callable[[np.ndarray], np.ndarray] | None = None
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
+        if self._numpy is None and self.forward is None:
+            self._build(obs)
         if self._numpy is not None:
             return self._numpy(obs)
         return self._torch_q_values(obs)
 
+    def _build(self, obs: np.ndarray) -> None:
+        """Small CPU MLPs act in NumPy (views of the live weights); the rest via the flat
+        eager torch forward."""
+        if not self._move:
+            self._numpy = numpy_forward(self.q_net, np.asarray(obs))
+        if self._numpy is None:
+            self.forward = flat_forward(self.q_net, self._to_device(obs))
+
+    def _to_device(self, obs: np.ndarray) -> torch.Tensor:
+        obs_t = torch.from_numpy(np.asarray(obs))
+        return obs_t.to(self.device, non_blocking=True) if self._move else obs_t
+
     @torch.inference_mode()
     def _torch_q_values(self, obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.from_numpy(np.asarray(obs))
-        if self._move:
-            obs_t = obs_t.to(self.device, non_blocking=True)
-        if self.forward is None:
-            if not self._move and not self._compile:
-                # small CPU MLPs act faster in NumPy (views of the live weights)
-                self._numpy = numpy_forward(self.q_net, np.asarray(obs))
-                if self._numpy is not None:
-                    return self._numpy(obs)
-            self.forward = flat_forward(self.q_net, obs_t)
+        assert self.forward is not None
+        obs_t = self._to_device(obs)
         q_BA = self.forward(obs_t)
         if q_BA.dtype != torch.float32 or self._move:
             q_BA = q_BA.float().cpu()
