@@ -9,9 +9,12 @@ import argparse
 import json
 import sys
 import warnings
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 from drlzero.errors import UserError
+
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -259,15 +262,20 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number_list(text: str, cast: Callable[[str], T], flag: str, what: str) -> list[T]:
+    """``"1,2,3"`` -> ``[cast("1"), ...]``, or a one-line user error naming the flag."""
+    try:
+        return [cast(x) for x in text.split(",")]
+    except ValueError:
+        raise UserError(f"{flag} {text!r} must be {what}") from None
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from drlzero.api import pretrain
 
     weights = None
     if args.weights:
-        try:
-            weights = [float(w) for w in args.weights.split(",")]
-        except ValueError:
-            raise UserError(f"--weights {args.weights!r} must be comma-separated numbers") from None
+        weights = _number_list(args.weights, float, "--weights", "comma-separated numbers")
     summary = pretrain(
         args.data,
         args.out,
@@ -330,10 +338,7 @@ def _collect(args: argparse.Namespace) -> int:
 def _distill(args: argparse.Namespace) -> int:
     from drlzero.api import distill
 
-    try:
-        hidden = [int(h) for h in args.hidden.split(",")]
-    except ValueError:
-        raise UserError(f"--hidden {args.hidden!r} must be sizes like 32,32") from None
+    hidden = _number_list(args.hidden, int, "--hidden", "sizes like 32,32")
     res = distill(
         args.teachers,
         out=args.out,
