@@ -155,9 +155,7 @@ def run_cleanrl(seed: int, steps: int) -> dict[str, float]:
                 loss.backward()
                 optimizer.step()
             if global_step % d.target_update_interval == 0:
-                for tp, qp in zip(
-                    target_network.parameters(), q_network.parameters(), strict=True
-                ):
+                for tp, qp in zip(target_network.parameters(), q_network.parameters(), strict=True):
                     tp.data.copy_(d.tau * qp.data + (1.0 - d.tau) * tp.data)
     wall = time.perf_counter() - start_time
     envs.close()

@@ -103,7 +103,12 @@ def test_minatar_ids_register_lazily_channel_first_bool() -> None:
 
 
 def test_minatar_breakout_dqn_smoke(tmp_path: Path) -> None:
+    """300 steps of the preset; its network and optimizer are the MinAtar paper's, as saved."""
     pytest.importorskip("minatar")
+    import json
+
+    from safetensors.torch import load_file
+
     cfg = load_config(
         "minatar-breakout-dqn",
         overrides=[
@@ -116,6 +121,24 @@ def test_minatar_breakout_dqn_smoke(tmp_path: Path) -> None:
     )
     result = drlzero.train(cfg, out=tmp_path / "run")
     assert result.steps == 300 and np.isfinite(result.final_eval["mean_return"])
+    ckpt = tmp_path / "run" / "checkpoints"
+    tensors = load_file(ckpt / "last.safetensors")
+    shapes = {k: tuple(v.shape) for k, v in tensors.items() if k.startswith("q.")}
+    # conv 16 3x3 over Breakout's 4 channels, then linear 16 * 8 * 8 -> 128, then Q over 3
+    assert (16, 4, 3, 3) in shapes.values() and (128, 1024) in shapes.values()
+    assert (3, 128) in shapes.values() and not any(
+        len(s) == 4 and s[0] == 32 for s in shapes.values()
+    )
+    (group,) = json.loads((ckpt / "last.json").read_text())["optim_groups"]
+    # RMSprop with the paper's eps 0.01 and lr 2.5e-4 (torch's alpha 0.99, not centered)
+    assert (group["lr"], group["eps"], group["alpha"], group["centered"]) == (
+        0.00025,
+        0.01,
+        0.99,
+        False,
+    )
+    assert "optim.0.square_avg" in tensors and "optim.0.exp_avg" not in tensors
+    assert int(tensors["optim.0.step"]) == 200  # train_freq 1 after 100 warm-up steps
 
 
 def test_atari_preprocessing_and_unclipped_evaluation(tmp_path: Path) -> None:

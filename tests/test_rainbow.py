@@ -12,7 +12,7 @@ from drlzero.algos.rainbow import RainbowLearner, build_head, per_sample_loss
 from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
 from drlzero.heads import QNetwork
-from drlzero.noisy import NoisyLinear
+from drlzero.noisy import NoisyLinear, noisy_layers, reset_noise
 
 
 def _net(cfg: DQNConfig) -> QNetwork:
@@ -104,8 +104,23 @@ def test_noise_is_resampled_each_update_and_absent_in_eval() -> None:
     before = layer.epsilon_out.clone()
     learner.update(_batch())
     assert not torch.equal(before, layer.epsilon_out)
-    net.eval()
-    torch.testing.assert_close(net(x), net(x))
+    # Train mode: the noise is fixed between resets (forward never draws) ...
+    with torch.no_grad():
+        y = net(x)
+        torch.testing.assert_close(net(x), y, rtol=0, atol=0)
+        reset_noise(net)
+        assert not torch.allclose(net(x), y)  # ... and a reset changes the output.
+        # Eval mode: the mean weights only, whatever the noise buffers hold.
+        net.eval()
+        y_eval = net(x)
+        reset_noise(net)
+        torch.testing.assert_close(net(x), y_eval, rtol=0, atol=0)
+        net.train()
+        for m in noisy_layers(net):
+            m.epsilon_in.zero_()
+            m.epsilon_out.zero_()
+        torch.testing.assert_close(net(x), y_eval)  # zero noise in train mode = eval mode
+        assert not torch.allclose(y, y_eval)
 
 
 @pytest.mark.parametrize("dist", ["none", "c51", "qr"])

@@ -34,14 +34,36 @@ def test_paraphrase_file_errors_are_one_line(tmp_path: Path) -> None:
         load_paraphrases(tmp_path / "missing.json")
 
 
-def test_text_transformer_ignores_padding_and_trains() -> None:
+def test_text_transformer_ignores_padding_and_trains(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
-    enc = TextTransformerEncoder((6,), vocab_size=50, d_model=16, n_heads=2, n_layers=1)
-    a = torch.tensor([[3, 4, 5, -1, -1, -1]])
-    b = torch.tensor([[3, 4, 5, -1, -1, -1]])
-    torch.testing.assert_close(enc(a), enc(b))
-    enc(a).pow(2).sum().backward()
-    assert enc.tok.weight.grad is not None
+    enc = TextTransformerEncoder((8,), vocab_size=50, d_model=16, n_heads=2, n_layers=1)
+    short = torch.tensor([[3, 4, 5, -1, -1, -1, -1, -1]])
+    full = torch.tensor([[7, 8, 9, 10, 11, 12, 13, 14]])
+    # The same text padded to 3, 5 and 8 columns, alone (the encoder drops all-pad columns) or
+    # next to a full row (then its pad columns do go through attention, under the mask).
+    alone = enc(short[:, :3])
+    torch.testing.assert_close(enc(short[:, :5]), alone)
+    torch.testing.assert_close(enc(short), alone)
+    torch.testing.assert_close(enc(torch.cat([short, full]))[:1], alone)
+    # What the pad embedding holds changes nothing: attention and pooling both skip it.
+    with torch.no_grad():
+        enc.tok.weight[enc.pad_index] += 5.0
+    torch.testing.assert_close(enc(torch.cat([short, full]))[:1], alone)
+    # The padding mask is what makes this so: attending over the pads changes the features.
+    forward = torch.nn.TransformerEncoder.forward
+
+    def unmasked(
+        self: torch.nn.TransformerEncoder, src: torch.Tensor, **kwargs: object
+    ) -> torch.Tensor:
+        return forward(self, src)
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.nn.TransformerEncoder, "forward", unmasked)
+        assert not torch.allclose(enc(torch.cat([short, full]))[:1], alone, atol=1e-3)
+    enc(short).pow(2).sum().backward()
+    grad = enc.tok.weight.grad
+    assert grad is not None and bool((grad[[3, 4, 5]] != 0).any())
+    assert bool((grad[enc.pad_index] == 0).all())  # nothing flows into the pad embedding
 
 
 # ---------------------------------------------------------------------------- needs drlzero[lm]
