@@ -22,6 +22,7 @@ The results root is, in order: ``out_dir``, the ``DRLZERO_BENCH_RESULTS`` enviro
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import math
@@ -35,7 +36,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS_ENV", "default_root", "environment", "write_result"]
+__all__ = [
+    "RESULTS_ENV",
+    "add_result_args",
+    "default_root",
+    "environment",
+    "out_dir_for",
+    "write_result",
+]
 
 RESULTS_ENV = "DRLZERO_BENCH_RESULTS"
 _REPO = Path(__file__).resolve().parents[1]
@@ -173,3 +181,31 @@ def write_result(
     tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def add_result_args(parser: argparse.ArgumentParser) -> None:
+    """Add the two flags every benchmark script takes: ``--smoke`` and ``--results-dir``."""
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny budget that only checks the script runs end to end (the CI smoke test)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help=f"results root (default: ${RESULTS_ENV} or benchmarks/results)",
+    )
+
+
+def out_dir_for(args: argparse.Namespace) -> Path | None:
+    """The ``out_dir`` for :func:`write_result` from :func:`add_result_args`' flags.
+
+    ``--results-dir`` wins; a ``--smoke`` run without it (and without ``$DRLZERO_BENCH_RESULTS``)
+    writes to the git-ignored ``benchmarks/results-smoke`` so it never replaces a real result.
+    """
+    if args.results_dir is not None:
+        return Path(args.results_dir)
+    if args.smoke and not os.environ.get(RESULTS_ENV):
+        return _REPO / "benchmarks" / "results-smoke"
+    return None
