@@ -73,8 +73,13 @@ def main() -> None:
     extra: list[str] = []
     if args.smoke:  # the frozen LM and the scratch encoder, a few hundred steps each
         args.only, args.episodes = "frozen,scratch", 2
-        budgets = {"frozen": 300, "scratch": 300}
-        extra = ["dqn.learning_starts=100", "train.eval_freq=300", "train.eval_episodes=2"]
+        budgets = {"frozen": 150, "scratch": 150}
+        extra = [
+            "dqn.learning_starts=100",
+            "dqn.batch_size=8",
+            "train.eval_freq=150",
+            "train.eval_episodes=2",
+        ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)

@@ -53,9 +53,14 @@ def main() -> None:
     add_result_args(ap)
     args = ap.parse_args()
     extra: list[str] = []
-    if args.smoke:  # learning from step 100, a log row every 50 steps, timed from step 100
-        args.cached_steps, args.uncached_steps, args.after = 300, 200, 100
-        extra = ["dqn.learning_starts=100", "train.log_freq=50", "train.eval_episodes=2"]
+    if args.smoke:  # learning from step 100, a log row every 10 steps, timed from step 100
+        args.cached_steps, args.uncached_steps, args.after = 140, 120, 100
+        extra = [
+            "dqn.learning_starts=100",
+            "dqn.batch_size=8",
+            "train.log_freq=10",
+            "train.eval_episodes=2",
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         cached = run(True, args.cached_steps, Path(tmp) / "cached", args.after, extra)
         uncached = run(False, args.uncached_steps, Path(tmp) / "uncached", args.after, extra)
