@@ -76,7 +76,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_result_args(ap)
     args = ap.parse_args()
-    modes = [MODES[0], MODES[2]] if args.smoke else MODES  # smoke: frozen and LoRA only
+    modes = [MODES[2]] if args.smoke else MODES  # smoke: LoRA (a frozen base plus adapters)
     rows = {}
     print("| mode | trainable params | online+target weights (MB) | peak RSS (MB) |")
     print("|---|---|---|---|")
