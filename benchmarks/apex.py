@@ -10,6 +10,8 @@ Prints (and writes ``--json``):
     single-process loop, then Ape-X with actors = 1, 2 (``distributed.max_update_lag=64``).
 
 Run: ``PYTHONPATH=src python benchmarks/apex.py [--seeds 0] [--json out.json]``.
+The report is also written to ``benchmarks/results/apex/apex.json`` (``apex/budget-PRESET.json``
+with ``--budget-preset``).
 On a 2-core machine shared with other jobs the absolute figures move by 20-30% run to run.
 """
 
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 import psutil
 import torch
+from _results import add_result_args, out_dir_for, write_result
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 FAST = ["train.progress=false", "train.tensorboard=false"]
@@ -57,7 +60,9 @@ def ray_costs(ray: Any) -> dict[str, Any]:
     return {"init_s": start_s, "before": before, "after_init": after}
 
 
-def micro(ray: Any) -> dict[str, Any]:
+def micro(ray: Any, calls: int = 500) -> dict[str, Any]:
+    """Ray call costs: ``calls`` actor round trips, ``calls / 25`` weight puts and gets,
+    ``0.6 * calls`` replay-shard adds and samples."""
     from drlzero.config import DQNConfig
     from drlzero.distributed.apex import ReplayShard, Transitions, weights_of
     from drlzero.encoders.cnn import NatureCNN
@@ -72,9 +77,10 @@ def micro(ray: Any) -> dict[str, Any]:
     echo = Echo.remote()
     ray.get(echo.ping.remote())
     t0 = time.perf_counter()
-    for _ in range(500):
+    for _ in range(calls):
         ray.get(echo.ping.remote())
-    out["actor_round_trip_ms"] = 1e3 * (time.perf_counter() - t0) / 500
+    out["actor_round_trip_ms"] = 1e3 * (time.perf_counter() - t0) / calls
+    n_w, n_r = max(calls // 25, 2), max(calls * 3 // 5, 2)
 
     mlp = torch.nn.Sequential(
         torch.nn.Linear(4, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.Linear(64, 2)
@@ -84,13 +90,13 @@ def micro(ray: Any) -> dict[str, Any]:
         w = weights_of(net)
         size = sum(a.nbytes for a in w.values())
         t0 = time.perf_counter()
-        for _ in range(20):
+        for _ in range(n_w):
             ref = ray.put(w)
-        put_ms = 1e3 * (time.perf_counter() - t0) / 20
+        put_ms = 1e3 * (time.perf_counter() - t0) / n_w
         t0 = time.perf_counter()
-        for _ in range(20):
+        for _ in range(n_w):
             ray.get(ref)
-        get_ms = 1e3 * (time.perf_counter() - t0) / 20
+        get_ms = 1e3 * (time.perf_counter() - t0) / n_w
         out[f"weights_{name}"] = {"bytes": size, "put_ms": put_ms, "get_ms": get_ms}
 
     shard = ray.remote(num_cpus=0)(ReplayShard).remote(
@@ -108,13 +114,13 @@ def micro(ray: Any) -> dict[str, Any]:
         np.random.rand(k).astype(np.float32),
     )
     t0 = time.perf_counter()
-    for _ in range(300):
+    for _ in range(n_r):
         ray.get(shard.add.remote(chunk))
-    out["replay_add_calls_per_s"] = 300 / (time.perf_counter() - t0)
+    out["replay_add_calls_per_s"] = n_r / (time.perf_counter() - t0)
     t0 = time.perf_counter()
-    for _ in range(300):
+    for _ in range(n_r):
         ray.get(shard.sample.remote(256, 0))
-    out["replay_sample256_calls_per_s"] = 300 / (time.perf_counter() - t0)
+    out["replay_sample256_calls_per_s"] = n_r / (time.perf_counter() - t0)
     ray.kill(shard)
     ray.kill(echo)
     return out
@@ -164,7 +170,7 @@ def solve(
     return row
 
 
-def budget(preset: str, steps: int, seeds: list[int]) -> None:
+def budget(preset: str, steps: int, seeds: list[int]) -> dict[str, Any]:
     """A fixed env-step budget on a preset too slow to solve here (e.g. MinAtar on CPU)."""
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="apex-budget-"))
@@ -189,6 +195,7 @@ def budget(preset: str, steps: int, seeds: list[int]) -> None:
             f"{name:<10} {r['seed']:>4} {r['env_steps_per_s']:12.0f} {r['wall_s']:8.0f}"
             f" {r['best_eval']:11.2f}"
         )
+    return {"preset": preset, "steps": steps, "runs": rows}
 
 
 def main() -> None:
@@ -203,9 +210,15 @@ def main() -> None:
         "single process vs Ape-X actors=1,2: env steps/s and final greedy return",
     )
     ap.add_argument("--budget-steps", type=int, default=50_000)
+    add_result_args(ap)
     args = ap.parse_args()
     if args.budget_preset:
-        budget(args.budget_preset, args.budget_steps, [int(s) for s in args.seeds.split(",")])
+        rep = budget(args.budget_preset, args.budget_steps, [int(s) for s in args.seeds.split(",")])
+        name = f"budget-{args.budget_preset}"
+        print("wrote", write_result("apex", name, rep, out_dir=out_dir_for(args)))
+        return
+    if args.smoke:  # Ray's start-up, a few calls of each kind, and two 600-step runs
+        smoke(args)
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(1)
@@ -239,6 +252,23 @@ def main() -> None:
     print(json.dumps(report, indent=1, default=float))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+    print("wrote", write_result("apex", "apex", report, out_dir=out_dir_for(args)))
+
+
+def smoke(args: argparse.Namespace) -> None:
+    """Every part of the benchmark once, at a budget that only checks it runs."""
+    torch.set_num_threads(1)
+    import ray
+
+    root = Path(tempfile.mkdtemp(prefix="apex-smoke-"))
+    tiny = ["train.total_steps=600", "dqn.learning_starts=200", "train.eval_freq=600"]
+    report: dict[str, Any] = {"runs": [solve("local", 0, 0, root, tiny)]}
+    report["ray"] = ray_costs(ray)
+    report["micro"] = micro(ray, calls=10)
+    report["runs"].append(solve("apex", 1, 0, root, [*tiny, "distributed.max_update_lag=64"]))
+    ray.shutdown()
+    print(json.dumps(report, indent=1, default=float))
+    print("wrote", write_result("apex", "apex", report, out_dir=out_dir_for(args)))
 
 
 if __name__ == "__main__":

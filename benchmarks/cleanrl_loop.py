@@ -29,11 +29,16 @@ greedy evaluation reported is 10 episodes on fresh seeds, outside the timing).
 
 Usage:
     python benchmarks/cleanrl_loop.py [--steps 500000] [--seeds 3] [--envs8] [--compile]
+
+The CleanRL-style loop uses Stable-Baselines3's ``ReplayBuffer`` (the ``bench`` extra); without
+it that row is skipped. Raw per-seed results: ``benchmarks/results/cleanrl_loop/cleanrl_loop.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import math
 import random
 import statistics
 import tempfile
@@ -45,11 +50,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _results import add_result_args, out_dir_for, write_result
 from gymnasium.vector import AutoresetMode
 from torch import nn
 
 import drlzero
 from drlzero.config import load_config
+from drlzero.train.evaluate import evaluate_policy
 
 PRESET = "cartpole-dqn-cleanrl"
 
@@ -76,12 +83,12 @@ def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> fl
     return max(slope * t + start_e, end_e)
 
 
-def run_cleanrl(seed: int, steps: int) -> dict[str, float]:
+def run_cleanrl(seed: int, steps: int, overrides: list[str]) -> dict[str, float]:
     """CleanRL's dqn.py loop (see the module docstring for the one deviation)."""
     from stable_baselines3.common.buffers import ReplayBuffer
     from torch.utils.tensorboard import SummaryWriter
 
-    cfg = load_config(PRESET)  # read the shared numbers from the preset
+    cfg = load_config(PRESET, overrides=overrides)  # read the shared numbers from the preset
     d, e = cfg.dqn, cfg.exploration
     random.seed(seed)
     np.random.seed(seed)
@@ -160,24 +167,14 @@ def run_cleanrl(seed: int, steps: int) -> dict[str, float]:
     wall = time.perf_counter() - start_time
     envs.close()
     writer.close()
-    final = greedy_eval(lambda o: q_network(torch.as_tensor(o)).argmax(1).numpy(), 10, 7_000)
+
+    def greedy(obs_BO: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return q_network(torch.as_tensor(obs_BO, dtype=torch.float32)).argmax(1).numpy()
+
+    # drlzero's evaluation code and episodes (what drlzero.evaluate(seed=7000) runs)
+    final = evaluate_policy(greedy, cfg.env, episodes=10, seed=7_000)["mean_return"]
     return {"sps": steps / wall, "wall_s": wall, "final": final}
-
-
-def greedy_eval(act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int) -> float:
-    env = gym.make("CartPole-v1")
-    total = []
-    with torch.no_grad():
-        for ep in range(episodes):
-            obs, _ = env.reset(seed=seed + ep)
-            done, ret = False, 0.0
-            while not done:
-                a = int(act(obs[None].astype(np.float32))[0])
-                obs, r, term, trunc, _ = env.step(a)
-                ret += float(r)
-                done = term or trunc
-            total.append(ret)
-    return float(np.mean(total))
 
 
 def run_drlzero(seed: int, steps: int, extra: list[str]) -> dict[str, float]:
@@ -209,17 +206,26 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--envs8", action="store_true", help="add the 8-env drlzero row")
     ap.add_argument("--compile", action="store_true", help="add the compiled drlzero row")
+    add_result_args(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    # smoke: a few hundred steps with learning from step 200, so every row trains a little
+    common = ["dqn.learning_starts=200"] if args.smoke else []
+    if args.smoke:
+        args.steps, args.seeds, args.envs8 = 600, 1, True
 
-    rows: dict[str, Callable[[int], dict[str, float]]] = {
-        "cleanrl": lambda s: run_cleanrl(s, args.steps),
-        "drlzero": lambda s: run_drlzero(s, args.steps, []),
-    }
+    rows: dict[str, Callable[[int], dict[str, float]]] = {}
+    if importlib.util.find_spec("stable_baselines3") is not None:
+        rows["cleanrl"] = lambda s: run_cleanrl(s, args.steps, common)
+    else:
+        print("stable-baselines3 (its ReplayBuffer) is not installed: the cleanrl row is skipped")
+    rows["drlzero"] = lambda s: run_drlzero(s, args.steps, common)
     if args.envs8:
-        rows["drlzero-8env"] = lambda s: run_drlzero(s, args.steps, EIGHT_ENVS)
+        rows["drlzero-8env"] = lambda s: run_drlzero(s, args.steps, [*common, *EIGHT_ENVS])
     if args.compile:
-        rows["drlzero-compiled"] = lambda s: run_drlzero(s, args.steps, ["train.compile=true"])
+        rows["drlzero-compiled"] = lambda s: run_drlzero(
+            s, args.steps, [*common, "train.compile=true"]
+        )
     results: dict[str, list[dict[str, float]]] = {k: [] for k in rows}
     for seed in range(1, args.seeds + 1):
         for name, fn in rows.items():
@@ -231,13 +237,22 @@ def main() -> None:
                 flush=True,
             )
 
-    base = statistics.median(r["sps"] for r in results["cleanrl"])
+    medians = {name: statistics.median(r["sps"] for r in rs) for name, rs in results.items()}
+    base = medians.get("cleanrl", math.nan)
     print(f"\nCartPole-v1, {args.steps} steps, {args.seeds} seeds, CleanRL hyperparameters")
     print(f"{'loop':<17} {'median steps/s':>15} {'x cleanrl':>10} {'finals (greedy, 10 ep)':>26}")
     for name, rs in results.items():
-        med = statistics.median(r["sps"] for r in rs)
         finals = " / ".join(f"{r['final']:.0f}" for r in rs)
-        print(f"{name:<17} {med:15.0f} {med / base:10.2f} {finals:>26}")
+        print(f"{name:<17} {medians[name]:15.0f} {medians[name] / base:10.2f} {finals:>26}")
+    payload = {
+        "preset": PRESET,
+        "steps": args.steps,
+        "seeds": list(range(1, args.seeds + 1)),
+        "overrides": common,
+        "median_sps": medians,
+        "runs": results,
+    }
+    print("wrote", write_result("cleanrl_loop", "cleanrl_loop", payload, out_dir=out_dir_for(args)))
 
 
 if __name__ == "__main__":

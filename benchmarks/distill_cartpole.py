@@ -8,6 +8,9 @@ student returns on the same 20 evaluation episodes and the return retention.
 
 Usage:
     python benchmarks/distill_cartpole.py [--seeds 0 1 2] [--hidden 32 32] [--teachers DIR]
+
+Each seed's full ``distill.json`` report goes to
+``benchmarks/results/distill_cartpole/distill_cartpole.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import argparse
 import statistics
 import tempfile
 from pathlib import Path
+
+from _results import add_result_args, out_dir_for, write_result
 
 import drlzero
 
@@ -26,10 +31,20 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, nargs="+", default=[32, 32])
     ap.add_argument("--teachers", type=Path, help="folder with teacher-s{seed} run dirs")
     ap.add_argument("--out", type=Path, help="folder for the students (default: a temp dir)")
+    add_result_args(ap)
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="distill-bench-"))
     teachers = args.teachers or root
     fast = ["train.progress=false", "train.tensorboard=false"]
+    # smoke: a teacher of one training phase, a student of a few hundred steps
+    teacher_budget = ["train.total_steps=1200", "train.eval_freq=0"] if args.smoke else []
+    student_budget = (
+        {"total_steps": 400, "learning_starts": 100, "eval_freq": 0, "final_episodes": 3}
+        if args.smoke
+        else {}
+    )
+    if args.smoke:
+        args.seeds = [0]
     rows = []
     print("seed | params T/S | ratio | fwd b1 T/S us | b256 T/S us | return T / S | retention")
     for seed in args.seeds:
@@ -38,10 +53,20 @@ def main() -> None:
             drlzero.train(
                 "cartpole-dqn",
                 out=t_dir,
-                overrides=[*fast, "encoder.hidden=[256,256]", f"train.seed={seed}"],
+                overrides=[
+                    *fast,
+                    "encoder.hidden=[256,256]",
+                    f"train.seed={seed}",
+                    *teacher_budget,
+                ],
             )
         res = drlzero.distill(
-            [t_dir], out=root / f"student-s{seed}", hidden=args.hidden, seed=seed, progress=False
+            [t_dir],
+            out=root / f"student-s{seed}",
+            hidden=args.hidden,
+            seed=seed,
+            progress=False,
+            **student_budget,
         )
         r = res.report
         t = r["tasks"][0]
@@ -62,6 +87,14 @@ def main() -> None:
         f"b256 {statistics.mean(r['tasks'][0]['speedup_b256'] for r in rows):.2f}x; "
         f"students in {root}"
     )
+    payload = {
+        "hidden": args.hidden,
+        "seeds": args.seeds,
+        "student": student_budget,
+        "reports": rows,
+    }
+    out = out_dir_for(args)
+    print("wrote", write_result("distill_cartpole", "distill_cartpole", payload, out_dir=out))
 
 
 if __name__ == "__main__":

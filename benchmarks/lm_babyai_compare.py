@@ -23,6 +23,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from _results import add_result_args, out_dir_for, write_result
+
 import drlzero
 
 PRESETS = {
@@ -37,8 +39,11 @@ PARAPHRASES = Path(__file__).parents[1] / "tests" / "data" / "babyai_paraphrases
 QUIET = ["train.progress=false", "train.tensorboard=false"]
 
 
-def run(key: str, steps: int | None, threshold: float, episodes: int, out: Path) -> dict:
-    result = drlzero.train(PRESETS[key], out=out / key, overrides=QUIET, total_steps=steps)
+def run(
+    key: str, steps: int | None, threshold: float, episodes: int, out: Path, extra: list[str]
+) -> dict:
+    over = [*QUIET, *extra]
+    result = drlzero.train(PRESETS[key], out=out / key, overrides=over, total_steps=steps)
     reached = next(
         (e["step"] for e in result.eval_history if (e.get("success_rate") or 0) >= threshold),
         None,
@@ -62,13 +67,24 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.9)
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--out", help="keep the run directories here (default: a temp dir)")
+    add_result_args(ap)
     args = ap.parse_args()
     budgets = {k: int(v) for k, v in (s.split("=") for s in args.steps)}
+    extra: list[str] = []
+    if args.smoke:  # the frozen LM and the scratch encoder, a few hundred steps each
+        args.only, args.episodes = "frozen,scratch", 2
+        budgets = {"frozen": 150, "scratch": 150}
+        extra = [
+            "dqn.learning_starts=100",
+            "dqn.batch_size=8",
+            "train.eval_freq=150",
+            "train.eval_episodes=2",
+        ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         for key in args.only.split(","):
-            rows.append(run(key, budgets.get(key), args.threshold, args.episodes, out))
+            rows.append(run(key, budgets.get(key), args.threshold, args.episodes, out, extra))
             print(json.dumps(rows[-1]), flush=True)
     print(
         f"\n| encoder | env steps (budget) | wall s | steps to {args.threshold:.0%} success "
@@ -81,6 +97,15 @@ def main() -> None:
             f"| {r['mode']} | {r['steps']} | {r['wall_s']} | {reached} | {r['final_success']:.2f} "
             f"| {r['eval_success']:.2f} | {r['paraphrase_success']:.2f} |"
         )
+    payload = {
+        "threshold": args.threshold,
+        "episodes": args.episodes,
+        "budgets": budgets,
+        "overrides": extra,
+        "rows": rows,
+    }
+    out_dir = out_dir_for(args)
+    print("wrote", write_result("lm_babyai_compare", "lm_babyai_compare", payload, out_dir=out_dir))
 
 
 if __name__ == "__main__":

@@ -8,14 +8,19 @@ trainable parameters.
 
 Usage:
     python benchmarks/lm_memory.py
+
+Raw figures per mode go to ``benchmarks/results/lm_memory/lm_memory.json``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
 import sys
+
+from _results import add_result_args, out_dir_for, write_result
 
 MODES = [
     ("frozen", {"mode": "frozen", "cache": False}),
@@ -68,9 +73,14 @@ def child(spec: dict) -> None:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_result_args(ap)
+    args = ap.parse_args()
+    modes = [MODES[2]] if args.smoke else MODES  # smoke: LoRA (a frozen base plus adapters)
+    rows = {}
     print("| mode | trainable params | online+target weights (MB) | peak RSS (MB) |")
     print("|---|---|---|---|")
-    for name, spec in MODES:
+    for name, spec in modes:
         out = (
             subprocess.run(
                 [sys.executable, __file__, "--child", json.dumps(spec)],
@@ -82,7 +92,11 @@ def main() -> None:
             .splitlines()[-1]
         )
         r = json.loads(out)
+        rows[name] = {"spec": spec, **r}
         print(f"| {name} | {r['trainable']:,} | {r['weights_mb']:.1f} | {r['peak_rss_mb']:.0f} |")
+    print(
+        "wrote", write_result("lm_memory", "lm_memory", {"modes": rows}, out_dir=out_dir_for(args))
+    )
 
 
 if __name__ == "__main__":

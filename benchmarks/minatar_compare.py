@@ -23,14 +23,20 @@ A CPU budget here is a small fraction of those: compare the early parts of their
 Usage:
     python benchmarks/minatar_compare.py [--game breakout] [--steps 100000] [--seeds 3]
         [--arms dqn,rainbow,sb3] [--jobs 2] [--report]
+
+The report also writes every run's result, curves included, to
+``benchmarks/results/minatar_compare/GAME-STEPS.json``. Without stable-baselines3 installed
+(``pip install -e '.[bench]'``) the ``sb3`` arm is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import statistics
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -39,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _results import add_result_args, out_dir_for, write_result
 
 ARMS = ("dqn", "rainbow", "sb3")
 SLOWEST_FIRST = {"rainbow": 0, "sb3": 1, "dqn": 2}
@@ -200,7 +207,7 @@ def plot(curves: dict[str, list[list[tuple[int, float]]]], path: Path, title: st
     plt.close(fig)
 
 
-def report(out: Path, game: str, steps: int) -> None:
+def report(out: Path, game: str, steps: int, results_dir: Path | None = None) -> None:
     results: dict[str, list[dict[str, Any]]] = {}
     for path in sorted((out / "results").glob(f"*-{steps}.json")):
         r = json.loads(path.read_text())
@@ -230,6 +237,8 @@ def report(out: Path, game: str, steps: int) -> None:
         f"MinAtar {game}: {steps:,} frames",
     )
     print(f"curves: {out / 'curves.png'}")
+    payload = {"game": game, "steps": steps, "runs": results}
+    print("wrote", write_result("minatar_compare", f"{game}-{steps}", payload, out_dir=results_dir))
 
 
 def main() -> None:
@@ -241,14 +250,21 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated: dqn,rainbow,sb3")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (one process each)")
     ap.add_argument("--eval-freq", type=int, default=10_000)
-    ap.add_argument("--out", default="runs/minatar-compare")
+    ap.add_argument("--out", default=None, help="run folder (default: runs/minatar-compare)")
     ap.add_argument("--report", action="store_true", help="only print the table and plot")
+    add_result_args(ap)
     args = ap.parse_args()
+    if args.smoke:  # a few hundred frames per arm, in a temporary run folder
+        args.steps, args.eval_freq, args.seeds = 200, 200, 1
+        args.out = args.out or tempfile.mkdtemp(prefix="minatar-smoke-")
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     bad = [a for a in arms if a not in ARMS]
     if bad:
         raise SystemExit(f"--arms: unknown {bad}; choose from {', '.join(ARMS)}")
-    out = Path(args.out)
+    if "sb3" in arms and importlib.util.find_spec("stable_baselines3") is None:
+        print("stable-baselines3 is not installed (pip install -e '.[bench]'): sb3 arm skipped")
+        arms.remove("sb3")
+    out = Path(args.out or "runs/minatar-compare")
     (out / "results").mkdir(parents=True, exist_ok=True)
     if not args.report:
         seeds = range(args.first_seed, args.first_seed + args.seeds)
@@ -258,7 +274,7 @@ def main() -> None:
             futures = [pool.submit(run_one, a, args.game, s, *common[1:]) for a, s in tasks]
             for fut in futures:
                 fut.result()
-    report(out, args.game, args.steps)
+    report(out, args.game, args.steps, out_dir_for(args))
 
 
 if __name__ == "__main__":

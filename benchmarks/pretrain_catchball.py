@@ -21,16 +21,21 @@ per seed and as mean +- std. One run at a time, one torch thread.
 
 Usage:
     python benchmarks/pretrain_catchball.py [--seeds 0,1,2] [--steps 15000] [--arms ...]
+
+Per-run rows (curves included) and the pretraining summaries go to ``--out/results.json`` and
+``benchmarks/results/pretrain_catchball/pretrain_catchball.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _results import add_result_args, out_dir_for, write_result
 
 import drlzero
 from drlzero.config import EnvConfig
@@ -82,9 +87,17 @@ def main() -> None:
     ap.add_argument("--data-steps", type=int, default=20_000)
     ap.add_argument("--pretrain-steps", type=int, default=1000)
     ap.add_argument("--threshold", type=float, default=0.0)
-    ap.add_argument("--out", default="runs/pretrain-bench")
+    ap.add_argument("--out", default=None, help="run folder (default: runs/pretrain-bench)")
+    add_result_args(ap)
     args = ap.parse_args()
-    out = Path(args.out)
+    extra: list[str] = []
+    if args.smoke:  # a tiny dataset, 5 pretraining steps, two arms of 300 DQN steps
+        args.seeds, args.arms, args.steps = "0", "scratch-full,pre-frozen", 300
+        args.data_steps, args.pretrain_steps = 300, 5
+        args.out = args.out or tempfile.mkdtemp(prefix="pretrain-smoke-")
+        extra = ["dqn.learning_starts=100", "train.eval_freq=300", "train.eval_episodes=2"]
+    out = Path(args.out or "runs/pretrain-bench")
+    pretrain_summaries = {}
     data = out / "data"
     if not (data / "manifest.json").is_file():
         generate_dataset(
@@ -95,6 +108,7 @@ def main() -> None:
         if not (models[key] / "config.json").is_file():
             cfg = PretrainConfig(steps=steps, batch_size=64, log_every=250)
             summary = pretrain(data, models[key], cfg)
+            pretrain_summaries[key] = summary
             print(json.dumps(summary), flush=True)
     rows = []
     # Seed-major order: an interrupted benchmark still has whole seeds of every arm.
@@ -105,7 +119,7 @@ def main() -> None:
             res = drlzero.train(
                 "catchball-dqn",
                 out=out / f"{arm}-s{seed}",
-                overrides=dqn_overrides(models[model_key], mode, seed, args.steps),
+                overrides=[*dqn_overrides(models[model_key], mode, seed, args.steps), *extra],
             )
             hit = next(
                 (e["step"] for e in res.eval_history if e["mean_return"] >= args.threshold), None
@@ -135,6 +149,20 @@ def main() -> None:
             f"{best.mean():.3f} +- {best.std():.3f} | {wall:.0f} |"
         )
     (out / "results.json").write_text(json.dumps(rows, indent=2))
+    payload = {
+        "held_out": HELD_OUT,
+        "steps": args.steps,
+        "threshold": args.threshold,
+        "data_steps": args.data_steps,
+        "pretrain_steps": args.pretrain_steps,
+        "overrides": extra,
+        "pretrain": pretrain_summaries,  # empty when the models already existed under --out
+        "runs": rows,
+    }
+    out_dir = out_dir_for(args)
+    print(
+        "wrote", write_result("pretrain_catchball", "pretrain_catchball", payload, out_dir=out_dir)
+    )
 
 
 if __name__ == "__main__":

