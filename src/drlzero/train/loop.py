@@ -29,7 +29,7 @@ from drlzero.buffers import ReplayBuffer
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
-from drlzero.envs import episode_successes, make_vec_env
+from drlzero.envs import make_vec_env
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.envs.text import stack_obs
 from drlzero.exploration import build_explorer
@@ -94,17 +94,13 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     explorer = build_explorer(cfg.exploration, int(act_space.n), t.total_steps)
     policy = QPolicy(q_net, explorer, device, compile=mode)
     reset_acting_noise = NoiseResetter(noisy_layers(q_net))
-    storage = ReplayBuffer(
-        min(d.buffer_size, max(t.total_steps, d.batch_size)),
-        *stored_spec(q_net.encoder, obs_space),
-        device=device,
-        seed=t.seed + 1,
-    )
+    capacity = min(d.buffer_size, max(t.total_steps, d.batch_size))
+    spec = stored_spec(q_net.encoder, obs_space)  # what a stored observation is
+    storage = ReplayBuffer(capacity, *spec, device=device, seed=t.seed + 1)
     buffer = Replay(storage, d, num_envs=E, total_steps=t.total_steps, seed=t.seed + 3)
     rng = np.random.default_rng(t.seed + 2)
     evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
     obs = prep(envs.reset(seed=t.seed)[0])
-    ep_ret, ep_len = np.zeros(E), np.zeros(E, dtype=np.int64)
     vec_steps = updates = 0
     stats: dict[str, torch.Tensor] = {}
 
@@ -117,8 +113,6 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     def state(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = _learner_state(q_net, target_net, learner)
         tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
-        tensors["loop.ep_ret"] = torch.from_numpy(ep_ret.copy())
-        tensors["loop.ep_len"] = torch.from_numpy(ep_len.copy())
         meta.update(vec_steps=vec_steps, updates=updates, rng_numpy=rng_state(rng))
         meta["env_state"] = get_vec_env_state(envs)
         if t.save_buffer and name == "last":
@@ -130,7 +124,6 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         loss, q_mean = (float(stats[k]) if stats else math.nan for k in ("loss", "q_mean"))
         return {"explore": explorer.value(run.step), "loss": loss, "q_mean": q_mean}
 
-    title = f"{cfg.name}: DQN on {cfg.env.id}"
     with Run(
         cfg,
         run_dir,
@@ -138,13 +131,14 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         resume=resume,
         evaluate=evaluate,
         state=state,
-        title=title,
+        title=f"{cfg.name}: DQN on {cfg.env.id}",
         device=device,
         closing=[envs, evaluator],
+        num_envs=E,
     ) as run:
         if run.loaded is not None:
-            vec_steps, updates, obs, ep_ret, ep_len = _restore(
-                run.loaded, cfg, q_net, target_net, learner, buffer, envs, rng, prep
+            vec_steps, updates, obs = _restore(
+                run, q_net, target_net, learner, buffer, envs, rng, prep
             )
         while not run.done:
             reset_acting_noise()  # fresh exploration noise for every acting step (no-op without)
@@ -156,17 +150,9 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
             real_next = _real_next_obs(next_obs, any_done, info, prep)
             buffer.add(obs, actions, reward, real_next, term, trunc)
             obs = next_obs
-            ep_ret += reward
-            ep_len += 1
             prev_step = run.step
-            run.count(E)
+            run.track(reward, done, info)  # E env steps; episode returns, lengths, successes
             vec_steps += 1
-            if any_done:
-                succ = episode_successes(info, done, ep_ret, cfg.env.success_return)
-                for i in np.flatnonzero(done):
-                    run.episode(float(ep_ret[i]), int(ep_len[i]), float(succ[i]))
-                ep_ret[done] = 0.0
-                ep_len[done] = 0
 
             step = run.step
             if step > d.learning_starts and vec_steps % d.train_freq == 0:
@@ -194,8 +180,7 @@ def _learner_state(
 
 
 def _restore(
-    loaded: tuple[dict[str, torch.Tensor], dict[str, Any]],
-    cfg: Config,
+    run: Run,
     q_net: torch.nn.Module,
     target_net: torch.nn.Module,
     learner: DQNLearner | RainbowLearner,
@@ -203,9 +188,10 @@ def _restore(
     envs: Any,
     rng: np.random.Generator,
     prep: Callable[[Any], np.ndarray],
-) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
-    """Load what ``state`` saved; returns (vec_steps, updates, obs, ep_ret, ep_len)."""
-    tensors, meta = loaded
+) -> tuple[int, int, np.ndarray]:
+    """Load what ``state`` saved into the loop's parts; returns (vec_steps, updates, obs)."""
+    assert run.loaded is not None
+    tensors, meta = run.loaded
     load_module("q", q_net, tensors)
     load_module("target", target_net, tensors, shared_with=q_net)
     load_optimizer(learner.optimizer, tensors, meta["optim_groups"])
@@ -215,19 +201,13 @@ def _restore(
         buffer.load_state({k: v.cpu() for k, v in tensors.items()}, meta["buffer"])
     else:
         warnings.warn("checkpoint has no replay buffer: resume refills it", stacklevel=3)
-    E = envs.num_envs
     if meta.get("env_state") is None:
         warnings.warn(
-            f"{cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
+            f"{run.cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
             stacklevel=3,
         )
-        obs = prep(envs.reset(seed=cfg.train.seed + meta["step"])[0])
-        return meta["vec_steps"], meta["updates"], obs, np.zeros(E), np.zeros(E, dtype=np.int64)
+        run.new_episodes()
+        obs = prep(envs.reset(seed=run.cfg.train.seed + meta["step"])[0])
+        return meta["vec_steps"], meta["updates"], obs
     set_vec_env_state(envs, meta["env_state"])
-    return (
-        meta["vec_steps"],
-        meta["updates"],
-        tensors["loop.obs"].cpu().numpy(),
-        tensors["loop.ep_ret"].cpu().numpy().astype(np.float64),
-        tensors["loop.ep_len"].cpu().numpy(),
-    )
+    return meta["vec_steps"], meta["updates"], tensors["loop.obs"].cpu().numpy()

@@ -15,7 +15,7 @@ Example (the shape of every loop):
     >>> if run.loaded is not None:  # doctest: +SKIP
     ...     restore(*run.loaded)  # the loop's own tensors and meta
     >>> while not run.done:  # doctest: +SKIP
-    ...     ...  # collect; for each env step: run.count(E); run.episode(ret, length, success)
+    ...     ...  # collect; after each vector step: run.track(reward_E, done_E, info)
     ...     ...  # learn
     ...     run.end_iteration(lambda: {"loss": loss})  # eval / log / checkpoint when due
     >>> result = run.finish({})  # doctest: +SKIP
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from drlzero.config import Config, read_config, save_config
+from drlzero.envs import episode_successes
 from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from drlzero.train.logger import RunLogger
@@ -151,6 +152,8 @@ class Run:
         title: the learning-curve title.
         device: where loaded tensors go.
         closing: what :meth:`close` closes besides the logger (envs, evaluators).
+        num_envs: for a vector-env loop, its width E: :meth:`track` then keeps each env's
+            running episode return and length (saved in ``last``, restored on resume).
     """
 
     def __init__(
@@ -165,6 +168,7 @@ class Run:
         title: str,
         device: torch.device | str = "cpu",
         closing: tuple[_Closeable, ...] | list[_Closeable] = (),
+        num_envs: int | None = None,
     ) -> None:
         t = cfg.train
         self.cfg = cfg
@@ -204,6 +208,13 @@ class Run:
             dq.extend(recent.get(key, []))
         self.logger.episodes = episodes
         self._has_last = resume
+        #: Running return and length of each env's current episode (with ``num_envs``).
+        self.ep_ret_E = np.zeros(num_envs or 0)
+        self.ep_len_E = np.zeros(num_envs or 0, dtype=np.int64)
+        self._tracks = num_envs is not None
+        if self.loaded is not None and self._tracks and "loop.ep_ret" in self.loaded[0]:
+            self.ep_ret_E = self.loaded[0]["loop.ep_ret"].cpu().numpy().astype(np.float64)
+            self.ep_len_E = self.loaded[0]["loop.ep_len"].cpu().numpy()
 
         def after(freq: int) -> float:  # the first multiple of freq past the current step
             return (self.step // freq + 1) * freq if freq else math.inf
@@ -234,6 +245,27 @@ class Run:
     def episode(self, ret: float, length: int, success: float = math.nan) -> None:
         """An episode ended at the current step (``success``: 1, 0 or NaN for unknown)."""
         self.logger.episode(self.step, ret, length, success)
+
+    def track(self, reward_E: np.ndarray, done_E: np.ndarray, info: dict[str, Any]) -> None:
+        """One vector step of the E envs (needs ``num_envs``): counts E env steps, adds to each
+        env's running episode and reports the episodes that ended (``done_E``: terminated or
+        truncated; success from the env's ``is_success`` or ``env.success_return``)."""
+        self.ep_ret_E += reward_E
+        self.ep_len_E += 1
+        self.step += len(done_E)
+        if not (bool(done_E[0]) if len(done_E) == 1 else bool(done_E.any())):  # indexing: faster
+            return
+        ret, length = self.ep_ret_E, self.ep_len_E
+        succ = episode_successes(info, done_E, ret, self.cfg.env.success_return)
+        for i in np.flatnonzero(done_E):
+            self.logger.episode(self.step, float(ret[i]), int(length[i]), float(succ[i]))
+        ret[done_E] = 0.0
+        length[done_E] = 0
+
+    def new_episodes(self) -> None:
+        """The envs were reset (a resume that could not restore them): episodes start over."""
+        self.ep_ret_E[:] = 0.0
+        self.ep_len_E[:] = 0
 
     def end_iteration(self, scalars: ScalarsFn) -> None:
         """The loop's state is whole here: evaluate, log and checkpoint if due."""
@@ -296,6 +328,9 @@ class Run:
         """Write checkpoint ``name`` (``best`` or ``last``): the loop's state and the run's."""
         self.logger.flush()  # rows up to this step are on disk before the checkpoint says so
         tensors, loop_meta = self._state(name)
+        if self._tracks:
+            tensors["loop.ep_ret"] = torch.from_numpy(self.ep_ret_E.copy())
+            tensors["loop.ep_len"] = torch.from_numpy(self.ep_len_E.copy())
         lg = self.logger
         meta = {
             "kind": self.kind,
