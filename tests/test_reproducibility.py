@@ -58,11 +58,11 @@ def test_same_seed_same_run(tmp_path: Path, fast: list[str], preset: str, extra:
 @pytest.mark.parametrize(
     ("preset", "module", "extra"),
     [
-        ("cartpole-dqn", "drlzero.train.loop", [*DQN, "env.num_envs=2"]),
-        ("cartpole-rainbow", "drlzero.train.loop", [*DQN, "dqn.gradient_steps=8"]),
+        ("cartpole-dqn", "drlzero.train.run", [*DQN, "env.num_envs=2"]),
+        ("cartpole-rainbow", "drlzero.train.run", [*DQN, "dqn.gradient_steps=8"]),
         (
             "cliffwalking-expected-sarsa",
-            "drlzero.algos.tabular",
+            "drlzero.train.run",
             ["train.total_steps=3000", "train.checkpoint_freq=1500"],
         ),
     ],

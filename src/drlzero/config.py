@@ -160,6 +160,9 @@ class TrainConfig:
     stop_return: float | None = _f(None, "stop early once a greedy eval mean return >= this")
     log_freq: int = _f(1_000, "env steps between metric rows")
     checkpoint_freq: int = _f(25_000, "env steps between 'last' checkpoints (0: only at the end)")
+    checkpoint_every_s: float = _f(
+        300.0, "wall-clock seconds between 'last' checkpoints, besides checkpoint_freq (0: off)"
+    )
     save_buffer: bool = _f(True, "include the replay buffer in checkpoints (exact resume)")
     progress: bool = _f(True, "show a live progress bar")
     tensorboard: bool = _f(True, "write TensorBoard events")
@@ -310,7 +313,7 @@ class Config:
         _positive("train.log_freq", t.log_freq)
         if t.threads is not None:
             _positive("train.threads", t.threads)
-        for key in ("eval_freq", "checkpoint_freq"):
+        for key in ("eval_freq", "checkpoint_freq", "checkpoint_every_s"):
             if getattr(t, key) < 0:
                 raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 0")
         self._validate_distributed()

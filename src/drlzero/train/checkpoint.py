@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors weights + a JSON state file, written atomically, never pickled.
+"""Checkpoints: safetensors weights + a JSON state file, never half-replaced, never pickled.
 
 ``NAME.safetensors`` holds every tensor (weights, optimizer moments, RNG states, optionally the
 replay buffer); ``NAME.json`` holds the rest (format version, step, config, counters) and the
@@ -30,10 +30,35 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _replace_atomically(tmp: Path, final: Path) -> None:
-    with tmp.open("rb") as f:
+def _fsync(path: Path) -> None:
+    with path.open("rb") as f:
         os.fsync(f.fileno())
-    os.replace(tmp, final)
+
+
+def _link_or_rename(src: Path, dst: Path) -> None:
+    """Make ``dst`` name ``src``'s file: a hard link (``src`` stays), else a rename.
+
+    The link goes to a temporary name first, so an existing ``dst`` is replaced atomically.
+    """
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # no hard links on this filesystem: move the file itself
+        os.replace(src, dst)
+        return
+    os.replace(tmp, dst)
+
+
+def _paths(folder: Path, name: str) -> dict[str, Path]:
+    return {
+        "weights": folder / f"{name}.safetensors",
+        "state": folder / f"{name}.json",
+        "prev_weights": folder / f"{name}.prev.safetensors",
+        "prev_state": folder / f"{name}.prev.json",
+        "tmp_weights": folder / f".{name}.safetensors.tmp",
+        "tmp_state": folder / f".{name}.json.tmp",
+    }
 
 
 def save_checkpoint(
@@ -41,39 +66,49 @@ def save_checkpoint(
 ) -> Path:
     """Write ``folder/name.safetensors`` and ``folder/name.json``; returns the JSON path.
 
-    Each file is written to a temporary name and renamed, the JSON last: a crash leaves the
-    previous checkpoint whole, or a new weights file that the old JSON's checksum rejects.
+    A checkpoint is a pair bound by the SHA-256 of the weights that the JSON records, and a
+    loadable pair exists at every moment of a save (a crash or SIGKILL at any point):
+
+    1. the new pair is written to temporary names and fsynced;
+    2. the current pair gets a second name, ``name.prev.*`` (hard links: no copy, no extra
+       disk), unless a ``prev`` pair is already there, left by a save that did not finish
+       (then that one is known whole, while the current pair may be torn);
+    3. the weights, then the JSON, are renamed over the current pair (the JSON is the commit);
+    4. the ``prev`` pair is removed.
+
+    Between 3's two renames ``name.json`` does not match ``name.safetensors``;
+    :func:`load_checkpoint` then falls back to ``name.prev.*``.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / f"{name}.safetensors"
-    state = folder / f"{name}.json"
-    tmp_w = folder / f".{name}.safetensors.tmp"
-    tmp_s = folder / f".{name}.json.tmp"
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp_w))
-    digest = _sha256(tmp_w)
+    p = _paths(folder, name)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(p["tmp_weights"]))
+    _fsync(p["tmp_weights"])
     doc = {
         "format_version": FORMAT_VERSION,
-        "weights_file": weights.name,
-        "weights_sha256": digest,
+        "weights_file": p["weights"].name,
+        "weights_sha256": _sha256(p["tmp_weights"]),
         **meta,
     }
-    tmp_s.write_text(json.dumps(doc, indent=1))
-    _replace_atomically(tmp_w, weights)
-    _replace_atomically(tmp_s, state)
-    return state
+    p["tmp_state"].write_text(json.dumps(doc, indent=1))
+    _fsync(p["tmp_state"])
+    unfinished = p["prev_state"].is_file() and p["prev_weights"].is_file()
+    if not unfinished and p["state"].is_file() and p["weights"].is_file():
+        _link_or_rename(p["weights"], p["prev_weights"])  # weights first: see load_checkpoint
+        _link_or_rename(p["state"], p["prev_state"])
+    os.replace(p["tmp_weights"], p["weights"])
+    os.replace(p["tmp_state"], p["state"])
+    p["prev_state"].unlink(missing_ok=True)  # the JSON first: a lone prev weights file is inert
+    p["prev_weights"].unlink(missing_ok=True)
+    return p["state"]
 
 
-def load_checkpoint(
-    folder: Path, name: str, device: torch.device | str = "cpu"
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read and verify a checkpoint pair; raise :class:`CheckpointError` naming the fix."""
-    state = folder / f"{name}.json"
-    weights = folder / f"{name}.safetensors"
-    if not state.is_file() or not weights.is_file():
-        raise CheckpointError(
-            f"no checkpoint '{name}' in {folder}: train first, or point at a run directory "
-            "that has checkpoints/"
-        )
+def has_checkpoint(folder: Path, name: str) -> bool:
+    """Whether ``folder`` holds a checkpoint ``name`` (its current or its previous pair)."""
+    p = _paths(folder, name)
+    return p["state"].is_file() or p["prev_state"].is_file()
+
+
+def _read_state(state: Path) -> dict[str, Any]:
     try:
         meta = json.loads(state.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -84,16 +119,50 @@ def load_checkpoint(
             f"{state} has format version {version}, this drlzero reads {FORMAT_VERSION}; "
             "use a matching drlzero version"
         )
-    if _sha256(weights) != meta.get("weights_sha256"):
+    return meta
+
+
+def load_checkpoint(
+    folder: Path, name: str, device: torch.device | str = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and verify a checkpoint pair; raise :class:`CheckpointError` naming the fix.
+
+    The newest whole pair wins: ``name.json`` with the weights file whose checksum it records
+    (``name.safetensors``, or ``name.prev.safetensors`` if a save was cut between its
+    renames), else the previous pair ``name.prev.*`` that an unfinished save left.
+    """
+    p = _paths(folder, name)
+    states = [s for s in (p["state"], p["prev_state"]) if s.is_file()]
+    weights = [w for w in (p["weights"], p["prev_weights"]) if w.is_file()]
+    if not states or not weights:
         raise CheckpointError(
-            f"{weights} does not match its checksum (corrupt or partly written); "
-            "use another checkpoint"
+            f"no checkpoint '{name}' in {folder}: train first, or point at a run directory "
+            "that has checkpoints/"
         )
-    try:
-        tensors = load_file(str(weights), device=str(device))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{weights} cannot be read ({exc}); use another checkpoint") from None
-    return tensors, meta
+    digests: dict[Path, str] = {}
+    first_error: CheckpointError | None = None
+    for state in states:
+        try:
+            meta = _read_state(state)
+        except CheckpointError as exc:
+            first_error = first_error or exc
+            continue
+        for w in weights:
+            if w not in digests:
+                digests[w] = _sha256(w)
+            if digests[w] != meta.get("weights_sha256"):
+                continue
+            try:
+                tensors = load_file(str(w), device=str(device))
+            except (SafetensorError, OSError) as exc:
+                raise CheckpointError(
+                    f"{w} cannot be read ({exc}); use another checkpoint"
+                ) from None
+            return tensors, meta
+    raise first_error or CheckpointError(
+        f"{p['weights']} does not match its checksum (corrupt or partly written); "
+        "use another checkpoint"
+    )
 
 
 def _key(t: torch.Tensor) -> tuple[int, tuple[int, ...], tuple[int, ...]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from collections import deque
@@ -33,11 +34,17 @@ def _mean(values: Any) -> float:
 
 
 def _truncate_csv(path: Path, columns: list[str], max_step: int) -> None:
-    """Drop rows written after the checkpoint we resume from (they will be produced again)."""
+    """Drop rows written after the checkpoint we resume from (they will be produced again).
+
+    A process killed mid-write can leave a torn last line (buffered writes end anywhere); a
+    whole row always ends in a newline, so an unterminated last line is dropped.
+    """
     if not path.is_file():
         return
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= max_step]
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    rows = [r for r in csv.DictReader(io.StringIO(text)) if int(float(r["step"])) <= max_step]
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
@@ -181,6 +188,12 @@ class RunLogger:
             parts.append(f"eval {row['eval_return_mean']:.1f}")
         parts.append(f"{row['sps']:.0f} sps")
         self._progress.update(self._task, completed=step, status="  ".join(p for p in parts if p))
+
+    def flush(self) -> None:
+        """Hand the CSV rows written so far to the OS (before a checkpoint: a run killed after
+        it resumes with every row up to the checkpoint's step on disk)."""
+        self._m_file.flush()
+        self._e_file.flush()
 
     def close(self) -> None:
         if self._progress is not None:

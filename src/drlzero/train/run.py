@@ -1,8 +1,24 @@
-"""The run directory: where it is, what it holds, and the pieces every training loop shares.
+"""The run directory and :class:`Run`, the bookkeeping every training loop shares.
 
 Contract (other tools read it):
   config.yaml, metrics.csv, episodes.csv, TensorBoard events (events.out.tfevents.*),
   checkpoints/{last,best}.{safetensors,json}, eval.json, learning_curve.png.
+
+A loop owns what is its own (networks, optimizer, buffers, envs, RNGs) and tells a :class:`Run`
+how many env steps it took, which episodes ended and where an iteration ends; the run does the
+rest: the log / eval / checkpoint schedule, best and last checkpoints, stop-on-solve, resume of
+its own counters, the final evaluation, ``eval.json``, the plot and the :class:`TrainResult`.
+
+Example (the shape of every loop):
+    >>> run = Run(cfg, run_dir, kind="ppo", resume=False, evaluate=evaluate,
+    ...           state=state, title="ppo on CartPole-v1", closing=[envs])  # doctest: +SKIP
+    >>> if run.loaded is not None:  # doctest: +SKIP
+    ...     restore(*run.loaded)  # the loop's own tensors and meta
+    >>> while not run.done:  # doctest: +SKIP
+    ...     ...  # collect; after each vector step: run.track(reward_E, done_E, info)
+    ...     ...  # learn
+    ...     run.end_iteration(lambda: {"loss": loss})  # eval / log / checkpoint when due
+    >>> result = run.finish({})  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -10,14 +26,27 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from drlzero.config import Config, read_config, save_config
+from drlzero.envs import episode_successes
 from drlzero.errors import CheckpointError, UserError
+from drlzero.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from drlzero.train.logger import RunLogger
+from drlzero.train.plots import plot_learning_curve
+
+#: Evaluates the current policy (greedy or deterministic episodes) -> ``mean_return`` etc.
+EvalFn = Callable[[], dict[str, float]]
+#: The loop's part of a checkpoint named ``best`` or ``last``: (tensors, JSON-able meta).
+StateFn = Callable[[str], tuple[dict[str, torch.Tensor], dict[str, Any]]]
+#: Scalars of a metrics row; called only when a row is written (so it may sync a GPU).
+ScalarsFn = Callable[[], dict[str, float]]
 
 
 @dataclass
@@ -52,7 +81,7 @@ def new_run_dir(cfg: Config, out: str | Path | None) -> Path:
 
 def resume_config(run_dir: Path, total_steps: int | None = None) -> Config:
     """The saved config of a run to resume, with an optionally larger step budget."""
-    if not (run_dir / "checkpoints" / "last.json").is_file():
+    if not has_checkpoint(run_dir / "checkpoints", "last"):
         raise CheckpointError(
             f"cannot resume {run_dir}: no checkpoints/last.json there; "
             "pass the run directory that 'drlzero train' created"
@@ -87,3 +116,259 @@ def rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
     rng.bit_generator.state = state
+
+
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+#: Env steps between progress-bar refreshes that write no metrics row.
+PROGRESS_EVERY = 256
+
+
+class Run:
+    """The cadence and bookkeeping of one training run (see the module docstring).
+
+    Schedule, in env steps (summed over parallel envs) unless said otherwise; it is checked at
+    :meth:`end_iteration`, so a loop that takes many steps per iteration (a PPO rollout) is
+    evaluated and checkpointed only between iterations, where its state is whole:
+
+    - an evaluation every ``train.eval_freq`` steps; a better mean return saves ``best``; a
+      mean return >= ``train.stop_return`` ends the run (``done``);
+    - a metrics row every ``train.log_freq`` steps and with every evaluation;
+    - ``last`` every ``train.checkpoint_freq`` steps, every ``train.checkpoint_every_s``
+      seconds of wall clock, and once with the first metrics row of a fresh run (so a run
+      killed before its first periodic checkpoint is resumable; the replay buffer is still
+      small then, so that checkpoint is cheap); :meth:`finish` writes the final one.
+
+    Args:
+        cfg: the run's config (``train`` section; saved whole in every checkpoint).
+        run_dir: the run directory.
+        kind: the checkpoint's ``kind`` (``dqn``, ``tabular``, ...).
+        resume: continue from ``checkpoints/last``; the loop restores its own part from
+            :attr:`loaded`.
+        evaluate: runs one evaluation of the current policy.
+        state: the loop's tensors and meta for a checkpoint of the given name.
+        title: the learning-curve title.
+        device: where loaded tensors go.
+        closing: what :meth:`close` closes besides the logger (envs, evaluators).
+        num_envs: for a vector-env loop, its width E: :meth:`track` then keeps each env's
+            running episode return and length (saved in ``last``, restored on resume).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        *,
+        kind: str,
+        resume: bool,
+        evaluate: EvalFn,
+        state: StateFn,
+        title: str,
+        device: torch.device | str = "cpu",
+        closing: tuple[_Closeable, ...] | list[_Closeable] = (),
+        num_envs: int | None = None,
+    ) -> None:
+        t = cfg.train
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.kind = kind
+        self.title = title
+        self._evaluate = evaluate
+        self._state = state
+        self._closing = list(closing)
+        self._closed = False
+        self.step = 0
+        self.best = -math.inf
+        self.solved_at: int | None = None
+        self.evaluation: dict[str, float] | None = None  # of the last end_iteration, if any
+        #: The ``last`` checkpoint resumed from, ``(tensors, meta)``, for the loop to restore.
+        self.loaded: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+        elapsed, recent, episodes = 0.0, {}, 0
+        if resume:
+            self.loaded = load_checkpoint(self.folder, "last", device)
+            meta = self.loaded[1]
+            self.step = meta["step"]
+            self.best = -math.inf if meta["best_eval_return"] is None else meta["best_eval_return"]
+            elapsed, recent, episodes = meta["elapsed_s"], meta["recent"], meta["episodes"]
+        self.logger = RunLogger(
+            run_dir,
+            t.total_steps,
+            tensorboard=t.tensorboard,
+            progress=t.progress,
+            resume_step=self.step if resume else None,
+            elapsed=elapsed,
+        )
+        for key, dq in (
+            ("returns", self.logger.recent_returns),
+            ("lengths", self.logger.recent_lengths),
+            ("success", self.logger.recent_success),
+        ):
+            dq.extend(recent.get(key, []))
+        self.logger.episodes = episodes
+        self._has_last = resume
+        #: Running return and length of each env's current episode (with ``num_envs``).
+        self.ep_ret_E = np.zeros(num_envs or 0)
+        self.ep_len_E = np.zeros(num_envs or 0, dtype=np.int64)
+        self._tracks = num_envs is not None
+        if self.loaded is not None and self._tracks and "loop.ep_ret" in self.loaded[0]:
+            self.ep_ret_E = self.loaded[0]["loop.ep_ret"].cpu().numpy().astype(np.float64)
+            self.ep_len_E = self.loaded[0]["loop.ep_len"].cpu().numpy()
+
+        def after(freq: int) -> float:  # the first multiple of freq past the current step
+            return (self.step // freq + 1) * freq if freq else math.inf
+
+        self._next_log = after(t.log_freq)
+        self._next_eval = after(t.eval_freq)
+        self._next_ckpt = after(t.checkpoint_freq)
+        self._next_progress = self.step + PROGRESS_EVERY
+        self._every_s = t.checkpoint_every_s or math.inf
+        self._save_by = time.monotonic() + self._every_s  # the time-based 'last' is due then
+        self._total = t.total_steps
+        self._next_due = min(self._next_eval, self._next_log, self._next_ckpt, self._next_progress)
+
+    # -- what the loop calls ------------------------------------------------------------------
+    @property
+    def folder(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def done(self) -> bool:
+        """The step budget is spent or an evaluation reached ``train.stop_return``."""
+        return self.solved_at is not None or self.step >= self._total
+
+    def count(self, env_steps: int) -> None:
+        """``env_steps`` env steps were just taken (one vector step: the number of envs)."""
+        self.step += env_steps
+
+    def episode(self, ret: float, length: int, success: float = math.nan) -> None:
+        """An episode ended at the current step (``success``: 1, 0 or NaN for unknown)."""
+        self.logger.episode(self.step, ret, length, success)
+
+    def track(self, reward_E: np.ndarray, done_E: np.ndarray, info: dict[str, Any]) -> None:
+        """One vector step of the E envs (needs ``num_envs``): counts E env steps, adds to each
+        env's running episode and reports the episodes that ended (``done_E``: terminated or
+        truncated; success from the env's ``is_success`` or ``env.success_return``)."""
+        self.ep_ret_E += reward_E
+        self.ep_len_E += 1
+        self.step += len(done_E)
+        if not (bool(done_E[0]) if len(done_E) == 1 else bool(done_E.any())):  # indexing: faster
+            return
+        ret, length = self.ep_ret_E, self.ep_len_E
+        succ = episode_successes(info, done_E, ret, self.cfg.env.success_return)
+        for i in np.flatnonzero(done_E):
+            self.logger.episode(self.step, float(ret[i]), int(length[i]), float(succ[i]))
+        ret[done_E] = 0.0
+        length[done_E] = 0
+
+    def new_episodes(self) -> None:
+        """The envs were reset (a resume that could not restore them): episodes start over."""
+        self.ep_ret_E[:] = 0.0
+        self.ep_len_E[:] = 0
+
+    def end_iteration(self, scalars: ScalarsFn) -> None:
+        """The loop's state is whole here: evaluate, log and checkpoint if due."""
+        self.evaluation = None
+        step = self.step
+        # most iterations: nothing due (two comparisons and a clock read, ~0.2 us)
+        if step < self._next_due and time.monotonic() < self._save_by and step < self._total:
+            return
+        t = self.cfg.train
+        if step >= self._next_eval:
+            while self._next_eval <= step:
+                self._next_eval += t.eval_freq
+            self.evaluation = self._evaluate()
+            self._keep_best(self.evaluation)
+            if t.stop_return is not None and self.evaluation["mean_return"] >= t.stop_return:
+                self.solved_at = step
+        logged = step >= self._next_log or self.evaluation is not None
+        if logged:
+            self.logger.log(step, scalars(), self.evaluation)
+            while self._next_log <= step:
+                self._next_log += t.log_freq
+        elif step >= self._next_progress:
+            self.logger.progress(step)
+            self._next_progress = step + PROGRESS_EVERY
+        if self.done:
+            return  # finish() writes the final 'last'
+        due_by_step = step >= self._next_ckpt
+        if due_by_step or (logged and not self._has_last) or time.monotonic() >= self._save_by:
+            self.save("last")
+        if due_by_step:
+            while self._next_ckpt <= step:
+                self._next_ckpt += t.checkpoint_freq
+        self._next_due = min(self._next_eval, self._next_log, self._next_ckpt, self._next_progress)
+
+    def finish(self, scalars: dict[str, float]) -> TrainResult:
+        """The final evaluation (unless the last iteration just evaluated), the final ``last``
+        checkpoint, ``eval.json``, the learning curve; ``scalars`` go in the final row."""
+        loop_time = self.logger.elapsed()
+        final = self.evaluation
+        if final is None:
+            final = self._evaluate()
+            self.logger.log(self.step, scalars, final)
+            self._keep_best(final)
+        self.save("last")
+        self.close()
+        write_eval_json(self.run_dir, {**final, "step": self.step, "checkpoint": "last"})
+        plot_learning_curve(self.run_dir, title=self.title)
+        return TrainResult(
+            run_dir=self.run_dir,
+            steps=self.step,
+            final_eval=final,
+            best_eval_return=self.best,
+            solved_at_step=self.solved_at,
+            eval_history=self.logger.eval_history,
+            wall_time_s=self.logger.elapsed(),
+            loop_time_s=loop_time,
+        )
+
+    def save(self, name: str) -> None:
+        """Write checkpoint ``name`` (``best`` or ``last``): the loop's state and the run's."""
+        self.logger.flush()  # rows up to this step are on disk before the checkpoint says so
+        tensors, loop_meta = self._state(name)
+        if self._tracks:
+            tensors["loop.ep_ret"] = torch.from_numpy(self.ep_ret_E.copy())
+            tensors["loop.ep_len"] = torch.from_numpy(self.ep_len_E.copy())
+        lg = self.logger
+        meta = {
+            "kind": self.kind,
+            "step": self.step,
+            **loop_meta,
+            "best_eval_return": self.best if math.isfinite(self.best) else None,
+            "elapsed_s": lg.elapsed(),
+            "recent": {
+                "returns": list(lg.recent_returns),
+                "lengths": list(lg.recent_lengths),
+                "success": list(lg.recent_success),
+            },
+            "episodes": lg.episodes,
+            "config": self.cfg.to_dict(),
+        }
+        save_checkpoint(self.folder, name, tensors, meta)
+        if name == "last":
+            self._has_last = True
+            self._save_by = time.monotonic() + self._every_s
+
+    def close(self) -> None:
+        """Close the logger and everything in ``closing`` (once; also on an exception)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.logger.close()
+        finally:
+            for c in self._closing:
+                c.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _keep_best(self, evaluation: dict[str, float]) -> None:
+        if evaluation["mean_return"] > self.best:
+            self.best = evaluation["mean_return"]
+            self.save("best")
