@@ -101,7 +101,7 @@ def make_policy(
             {"kind": "baseline", "name": name}, lambda obs: (np.asarray(ctrl(obs)), None)
         )
     path = Path(policy)
-    if not path.is_dir():
+    if not path.exists():  # a file is reported as "not a run directory" by load_q_run
         raise UserError(
             f"unknown policy {policy!r}: use random, baseline:NAME or a run directory "
             "(no such directory)"
