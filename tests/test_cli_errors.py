@@ -262,9 +262,12 @@ CASES: list[tuple[str, str]] = [
     ("pretrain --data {ds} --out {tmp}/m --seed -1", "--seed -1 must be >= 0"),
     ("pretrain --data {ds} --out {tmp}/m --objectives foo", "give distinct names from"),
     ("pretrain --data {ds} --out {tmp}/m --objectives mask,mask", "give distinct names"),
-    ("pretrain --data {ds} --out {tmp}/m --weights 1,2", "one finite non-negative weight"),
+    ("pretrain --data {ds} --out {tmp}/m --weights 1,2", "one non-negative weight per objective"),
     ("pretrain --data {ds} --out {tmp}/m --weights a,b,c", "must be comma-separated numbers"),
-    ("pretrain --data {ds} --out {tmp}/m --weights nan,1,1", "one finite non-negative weight"),
+    (
+        "pretrain --data {ds} --out {tmp}/m --weights nan,1,1",
+        "one non-negative weight per objective",
+    ),
     ("pretrain --data {tmp}/no-such-data --out {tmp}/m", "does not exist"),
     ("pretrain --data {cp} --out {tmp}/m", "has no readable manifest.json"),
     # sweep (all refused before Ray starts)

@@ -87,7 +87,9 @@ class PretrainConfig:
             len(self.weights) != len(self.objectives)
             or not all(math.isfinite(w) and w >= 0 for w in self.weights)
         ):
-            raise ConfigError("--weights needs one finite non-negative weight per objective")
+            raise ConfigError(
+                "--weights needs one non-negative weight per objective (finite numbers)"
+            )
         for key in ("steps", "log_every", "seed"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"--{key.replace('_', '-')} {getattr(self, key)} must be >= 0")
