@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from drlzero.config import TABULAR_ALGOS, Config, EnvConfig, load_config, read_config
+from drlzero.checks import (
+    check_checkpoint_config,
+    check_out_dir,
+    check_out_file,
+    check_seed,
+    make_out_dir,
+    read_run_config,
+)
+from drlzero.config import TABULAR_ALGOS, Config, EnvConfig, load_config, set_key
 from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import load_checkpoint, load_module
 from drlzero.train.evaluate import evaluate_policy
@@ -31,11 +40,15 @@ def train(
     """Train an agent and write its run directory.
 
     Args:
-        config: a :class:`Config`, a preset name or a YAML path (ignored with ``resume``).
-        out: the run directory to create (default ``runs/<name>-s<seed>-<time>``).
+        config: a :class:`Config`, a preset name or a YAML path. With ``resume`` it may be given
+            only if it is the run's own (the preset it was made from, that preset's YAML file,
+            or a config of the same name, algo and env).
+        out: the run directory to create (default ``runs/<name>-s<seed>-<time>``); not with
+            ``resume``, which continues the run in its own directory.
         resume: a run directory to continue from its last checkpoint, exactly.
-        overrides: ``section.key=value`` strings applied on top of the preset.
-        total_steps: with ``resume``, a new (larger) step budget.
+        overrides: ``section.key=value`` strings applied on top of the preset; with ``resume``
+            only the keys of :data:`RESUME_KEYS` (how the run is shown and where it computes).
+        total_steps: the step budget; with ``resume``, a new (larger) budget.
         ray_address: with ``distributed.mode=apex``, the Ray cluster to join (None: a local Ray).
 
     Example:
@@ -43,26 +56,99 @@ def train(
     """
     if resume is not None:
         run_dir = Path(resume)
-        cfg = resume_config(run_dir, total_steps)
-        _check_distributed(cfg, ray_address)
-    else:
-        cfg = config if isinstance(config, Config) else load_config(config, overrides=overrides)
-        if total_steps is not None:
-            cfg.train.total_steps = total_steps
+        if out is not None:
+            raise UserError(f"--resume continues {run_dir} in place; drop --out")
+        changes = _resume_overrides(overrides or [])
+
+        def check(saved: Config) -> None:
+            if config is not None:
+                _check_resume_preset(config, saved, run_dir)
+
+        cfg = resume_config(run_dir, total_steps, check=check)
+        for key, value in changes.items():  # this session only: config.yaml keeps its own
+            set_key(cfg, key, value)
         cfg.validate()
         _check_distributed(cfg, ray_address)
-        run_dir = new_run_dir(cfg, out)
+        return _run(cfg, run_dir, resume=True, ray_address=ray_address)
+    cfg = config if isinstance(config, Config) else load_config(config, overrides=overrides)
+    if total_steps is not None:
+        cfg.train.total_steps = total_steps
+    cfg.validate()
+    _check_distributed(cfg, ray_address)
+    fresh = out is None or not Path(out).exists()
+    run_dir = new_run_dir(cfg, out)
+    try:
+        return _run(cfg, run_dir, resume=False, ray_address=ray_address)
+    except UserError:
+        # A refused run (e.g. an env that does not fit the algorithm) leaves no folder behind,
+        # if this call made it and no checkpoint was written.
+        if fresh and not (run_dir / "checkpoints").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+#: Config keys that ``--resume`` may change: display and compute placement, not the run itself.
+RESUME_KEYS = ("train.progress", "train.device", "train.threads")
+
+
+def _resume_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``key=value`` strings a resume may apply (only :data:`RESUME_KEYS`), parsed."""
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        if key.strip() not in RESUME_KEYS:
+            raise UserError(
+                f"--resume continues a run with its saved config; {key.strip()!r} cannot change "
+                "(only --total-steps, --device, --no-progress)"
+            )
+        changes[key.strip()] = _parse_override(raw)
+    return changes
+
+
+def _parse_override(raw: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _check_resume_preset(config: Config | str | Path, cfg: Config, run_dir: Path) -> None:
+    """Refuse ``train PRESET --resume RUN`` when PRESET is not the run's own."""
+    from drlzero.config import preset_names
+
+    if isinstance(config, Config):
+        same = (config.name, config.algo, config.env.id) == (cfg.name, cfg.algo, cfg.env.id)
+        shown = config.name
+    elif str(config) in preset_names():
+        same, shown = str(config) == cfg.name, str(config)
+    else:  # a YAML file: its name (or file stem) and, for the generic name, its algo and env
+        given = load_config(config)
+        names = {given.name, Path(config).stem}
+        same = cfg.name in names and (
+            cfg.name != "custom" or (given.algo, given.env.id) == (cfg.algo, cfg.env.id)
+        )
+        shown = str(config)
+    if not same:
+        raise UserError(
+            f"--resume {run_dir} continues run '{cfg.name}' ({cfg.algo} on {cfg.env.id}), "
+            f"not {shown!r}; pass '{cfg.name}' or no preset"
+        )
+
+
+def _run(cfg: Config, run_dir: Path, *, resume: bool, ray_address: str | None) -> TrainResult:
     if cfg.distributed.mode == "apex":  # issue 8: Ape-X on Ray
         from drlzero.distributed.apex import train_apex
 
-        return train_apex(cfg, run_dir, resume=resume is not None, ray_address=ray_address)
+        return train_apex(cfg, run_dir, resume=resume, ray_address=ray_address)
     if cfg.algo in TABULAR_ALGOS:
         from drlzero.algos.tabular import train_tabular
 
-        return train_tabular(cfg, run_dir, resume=resume is not None)
+        return train_tabular(cfg, run_dir, resume=resume)
     from drlzero.train.loop import train_dqn
 
-    return train_dqn(cfg, run_dir, resume=resume is not None)
+    return train_dqn(cfg, run_dir, resume=resume)
 
 
 def _check_distributed(cfg: Config, ray_address: str | None) -> None:
@@ -89,17 +175,14 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     ``checkpoint`` is ``best`` (falls back to ``last`` if a run never evaluated) or ``last``.
     """
     run = Path(run_dir)
-    if not run.is_dir():
-        raise UserError(
-            f"run directory {run} does not exist; pass a folder that 'drlzero train' wrote"
-        )
-    cfg = read_config(run / "config.yaml")
+    cfg = read_run_config(run)
     folder = run / "checkpoints"
     if checkpoint == "best" and not (folder / "best.json").is_file():
         checkpoint = "last"
     if checkpoint not in ("best", "last"):
         raise UserError(f"checkpoint {checkpoint!r} must be 'best' or 'last'")
     tensors, _meta = load_checkpoint(folder, checkpoint, "cpu")
+    check_checkpoint_config(cfg, _meta, folder / f"{checkpoint}.json")
     if cfg.algo in TABULAR_ALGOS:
         from drlzero.algos.tabular import TabularPolicy
 
@@ -146,6 +229,11 @@ def evaluate(
     """
     if episodes <= 0:
         raise UserError(f"--episodes {episodes} must be a positive number of episodes")
+    check_seed(seed)
+    if paraphrases is not None and not Path(paraphrases).is_file():
+        raise UserError(
+            f"--paraphrases {paraphrases}: no such file; pass a JSON file of paraphrases"
+        )
     agent = load_agent(run_dir, checkpoint)
     cfg = agent.config
     eval_seed = cfg.train.seed + 20_000 if seed is None else seed
@@ -178,7 +266,9 @@ def evaluate_baseline(
     Args:
         env: an env id, a preset name (its ``env`` section is used, so the baseline sees exactly
             the preset's env), or an :class:`EnvConfig`.
-        name: the baseline, e.g. ``fixed_time`` (see :data:`drlzero.envs.baselines.BASELINES`).
+        name: the baseline: ``random`` (uniform random actions, any env: the chance level) or
+            a hand-written controller, e.g. ``fixed_time`` (see
+            :data:`drlzero.envs.baselines.BASELINES`).
         episodes: evaluation episodes.
         seed: evaluation seed; the default 20000 is what ``evaluate`` uses for a seed-0 run, so
             both see the same episodes.
@@ -187,16 +277,19 @@ def evaluate_baseline(
         The same keys as :func:`evaluate`.
     """
     from drlzero.config import preset_names
+    from drlzero.envs import make_env
     from drlzero.envs.baselines import evaluate_baseline as _evaluate_baseline
 
     if episodes <= 0:
         raise UserError(f"--episodes {episodes} must be a positive number of episodes")
+    check_seed(seed)
     if isinstance(env, EnvConfig):
         env_cfg = env
     elif env in preset_names():
         env_cfg = load_config(env).env
     else:
         env_cfg = EnvConfig(id=env)
+    make_env(env_cfg, training=False).close()  # an unknown id or missing extra: one line
     return json_safe(_evaluate_baseline(env_cfg, name, episodes, 20_000 if seed is None else seed))
 
 
@@ -210,6 +303,11 @@ def record(
 
     if episodes <= 0:
         raise UserError(f"--episodes {episodes} must be a positive number of episodes")
+    if fps <= 0:
+        raise UserError(f"fps={fps} must be > 0")
+    path = Path(out) if out is not None else Path(run_dir) / "episodes.gif"
+    if out is not None:  # the default lies in the run directory, checked by load_agent
+        check_out_file(path, (".gif", ".png", ".webp"))
     agent = load_agent(run_dir)
     env = make_env(agent.config.env, render_mode="rgb_array", training=False)  # whole games
     if env.render_mode != "rgb_array":
@@ -225,7 +323,7 @@ def record(
             done = term or trunc
             frames.append(env.render())  # type: ignore[arg-type]
     env.close()
-    path = Path(out) if out is not None else Path(run_dir) / "episodes.gif"
+    path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
     duration_ms = max(1, round(1000 / fps))
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
@@ -251,7 +349,22 @@ def pretrain(data: str | Path, out: str | Path, **settings: Any) -> dict[str, An
         cfg = PretrainConfig(**settings)
     except TypeError as exc:
         raise UserError(f"pretrain settings: {exc}") from None
-    return _pretrain(data, out, cfg)
+    cfg.validate()
+    folder = check_out_dir(out)
+    # A model directory may be written again; a run, a dataset or other files are not mixed in.
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / "pretrain.json").is_file():
+        raise UserError(
+            f"--out {folder} is not empty and holds no earlier 'drlzero pretrain' model; "
+            "choose a new or empty folder"
+        )
+    fresh = not folder.exists()
+    make_out_dir(folder)  # fail now, not after training
+    try:
+        return _pretrain(data, out, cfg)
+    except BaseException:
+        if fresh:  # made here: leave nothing behind (an empty folder would be all it is)
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def summary_of(result: TrainResult) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import json
 import sys
 import warnings
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from drlzero.errors import UserError
 
@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed (train.seed)")
     t.add_argument("--device", help="auto | cpu | cuda | mps (train.device)")
     t.add_argument("--out", help="run directory to create (default runs/NAME-sSEED-TIME)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    t.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue this run from its last checkpoint (a preset, if given, must be the run's)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no live progress bar")
     t.add_argument(
         "--distributed", choices=["apex"], help="Ape-X DQN on Ray (distributed.mode; drlzero[ray])"
@@ -74,9 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a trained run greedily, or a baseline controller")
     e.add_argument("run_dir", nargs="?", help="run directory (not with --baseline)")
-    e.add_argument("--baseline", metavar="NAME", help="evaluate this hand-written controller")
+    e.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="evaluate a baseline instead of a run: random (any env: the chance level) or a "
+        "hand-written controller ('drlzero list' names them)",
+    )
     e.add_argument("--env", help="with --baseline: env id or preset name")
-    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--episodes", type=int, default=10, help="evaluation episodes (> 0)")
     e.add_argument("--seed", type=int, help="evaluation seed (default: derived from the run's)")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
     e.add_argument(
@@ -164,14 +173,29 @@ def _train(args: argparse.Namespace) -> int:
     from drlzero.config import load_config
 
     if args.resume:
-        if args.preset or args.overrides or args.env or args.algo or args.seed is not None:
+        overrides = list(args.overrides)
+        if args.preset is not None and "=" in args.preset:  # ``train --resume RUN key=value``
+            overrides.insert(0, args.preset)
+            args.preset = None
+        if args.env or args.algo or args.seed is not None:
             raise UserError(
-                "--resume continues a run with its saved config; only --total-steps may change"
+                "--resume continues a run with its saved config; drop --env, --algo and --seed "
+                "(only --total-steps, --device and --no-progress may change)"
             )
         if args.distributed or args.actors is not None:
             raise UserError("--resume keeps the run's distributed settings; drop --distributed")
+        if args.device is not None:
+            overrides.append(f"train.device={args.device}")
+        if args.no_progress:
+            overrides.append("train.progress=false")
+        # a preset is only checked against the run's own (the api refuses another one)
         result = train(
-            resume=args.resume, total_steps=args.total_steps, ray_address=args.ray_address
+            args.preset,
+            resume=args.resume,
+            out=args.out,
+            overrides=overrides,
+            total_steps=args.total_steps,
+            ray_address=args.ray_address,
         )
     else:
         if args.preset is None:
@@ -299,17 +323,83 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The DQN-family switches (``drlzero list``), in the order Rainbow (Hessel et al. 2018) lists
+#: them: each is independent of the others, and Rainbow is all six together.
+DQN_SWITCHES = (
+    (
+        "dqn.double=true",
+        "Double DQN target: online net picks, target net scores (van Hasselt 2016)",
+    ),
+    ("dqn.dueling=true", "dueling head Q = V + A - mean(A) (Wang et al. 2016)"),
+    (
+        "dqn.prioritized=true",
+        "prioritized replay, proportional (Schaul et al. 2016; dqn.per_alpha, dqn.per_beta)",
+    ),
+    ("dqn.n_step=N", "N-step returns (Rainbow: 3)"),
+    (
+        "dqn.distributional=c51|qr",
+        "C51 return atoms (Bellemare 2017; dqn.num_atoms, v_min, v_max) or QR-DQN (Dabney 2018)",
+    ),
+    ("dqn.noisy=true", "noisy linear layers explore (Fortunato et al. 2018; set exploration to 0)"),
+)
+
+
+def dqn_switches(cfg: Any) -> list[str]:
+    """The DQN-family switches a config turns on, e.g. ``["double", "n_step=3", "c51"]``."""
+    d = cfg.dqn
+    on = [name for name in ("double", "dueling", "prioritized") if getattr(d, name)]
+    if d.n_step > 1:
+        on.append(f"n_step={d.n_step}")
+    if d.distributional != "none":
+        on.append(d.distributional)
+    if d.noisy:
+        on.append("noisy")
+    return on
+
+
+def preset_combination(cfg: Any) -> str:
+    """What a preset combines: ``algo [+ switches] on ENV (encoder)``; ``= Rainbow`` when all
+    six DQN switches are on."""
+    algo = cfg.algo
+    if algo in ("dqn", "drrn"):
+        on = dqn_switches(cfg)
+        if len(on) == len(DQN_SWITCHES):
+            algo += " = Rainbow (" + ", ".join(on) + ")"
+        elif on:
+            algo += " + " + ", ".join(on)
+        if cfg.distributed.mode != "none":
+            algo += f" on {cfg.distributed.mode}"
+    encoder = (
+        cfg.encoder.name if cfg.encoder.name != "pretrained" else f"pretrained/{cfg.encoder.mode}"
+    )
+    return f"{algo} on {cfg.env.id} ({encoder} encoder)"
+
+
 def _list(_args: argparse.Namespace) -> int:
-    from drlzero.config import ALGOS, preset_names, preset_summary
+    from drlzero.config import ALGOS, load_config, preset_names, preset_summary
     from drlzero.encoders import ENCODERS
     from drlzero.envs import registered_env_ids
+    from drlzero.envs.baselines import BASELINES
 
-    print("presets:")
+    print("presets (name: what it combines, then what it reaches):")
     for name in preset_names():
-        print(f"  {name:<30} {preset_summary(name)}")
+        try:
+            combo = preset_combination(load_config(name))
+        except UserError as exc:  # a preset this install cannot load still shows its text
+            combo = f"(cannot load: {exc})"
+        print(f"  {name:<34} {combo}")
+        print(f"  {'':<34} {preset_summary(name)}")
     print("algorithms:  " + ", ".join(ALGOS))
+    print("DQN family (algo=dqn; any combination of these switches; Rainbow = all six):")
+    for setting, doc in DQN_SWITCHES:
+        print(f"  {setting:<34} {doc}")
+    print(f"  {'Rainbow':<34} all six on (Hessel et al. 2018), e.g. the cartpole-rainbow preset")
     print("encoders:    auto, " + ", ".join(ENCODERS))
     print("explorers:   epsilon_greedy, softmax (schedules: constant, linear, exponential)")
+    print("baselines ('drlzero eval --baseline NAME --env ENV'):")
+    print(f"  {'random':<34} uniform random actions, every env (the chance level)")
+    for env_id, table in sorted(BASELINES.items()):
+        print(f"  {env_id:<34} {', '.join(table)}")
     print("environments (Gymnasium registry):")
     ids = registered_env_ids()
     for i in range(0, len(ids), 4):

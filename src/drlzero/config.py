@@ -309,6 +309,8 @@ class Config:
             raise ConfigError(f"exploration.decay={e.decay} must be in (0, 1]")
         t = self.train
         _positive("train.total_steps", t.total_steps)
+        if t.seed < 0:  # NumPy and Gymnasium refuse negative seeds
+            raise ConfigError(f"train.seed={t.seed} must be >= 0")
         _positive("train.eval_episodes", t.eval_episodes)
         _positive("train.log_freq", t.log_freq)
         if t.threads is not None:
@@ -441,7 +443,11 @@ def load_config(
         if source.endswith((".yaml", ".yml")) or path.is_file():
             if not path.is_file():
                 raise ConfigError(f"config file {source!r} not found; check the path")
-            data = _read_yaml_text(path.read_text(), origin=f"config file {source!r}")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError(f"config file {source!r} is not text; pass a YAML file") from None
+            data = _read_yaml_text(text, origin=f"config file {source!r}")
         else:
             names = preset_names()
             if source not in names:
@@ -597,4 +603,8 @@ def save_config(cfg: Config, path: Path) -> None:
 def read_config(path: Path) -> Config:
     if not path.is_file():
         raise ConfigError(f"{path} not found: is this a drlzero run directory?")
-    return config_from_dict(_read_yaml_text(path.read_text(), origin=str(path)))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (corrupt?); fix or replace it") from None
+    return config_from_dict(_read_yaml_text(text, origin=str(path)))

@@ -25,6 +25,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from drlzero.checks import check_out_dir, check_seed, make_out_dir
 from drlzero.config import EnvConfig, load_config, preset_names
 from drlzero.data.dataset import COLLECTION, FORMAT, FORMAT_VERSION, MANIFEST
 from drlzero.errors import UserError
@@ -87,7 +88,7 @@ def make_policy(
 
     A baseline is bound to ``env_cfg`` (baselines are per env); call once per env.
     """
-    if policy == "random":
+    if policy in ("random", "baseline:random"):
         return BehaviourPolicy({"kind": "random"}, lambda obs: (np.empty(0), None))
     if policy.startswith("baseline:"):
         from drlzero.envs.baselines import get_baseline
@@ -100,7 +101,7 @@ def make_policy(
             {"kind": "baseline", "name": name}, lambda obs: (np.asarray(ctrl(obs)), None)
         )
     path = Path(policy)
-    if not path.is_dir():
+    if not path.exists():  # a file is reported as "not a run directory" by load_q_run
         raise UserError(
             f"unknown policy {policy!r}: use random, baseline:NAME or a run directory "
             "(no such directory)"
@@ -327,6 +328,8 @@ def collect(
         raise UserError(f"--epsilon {epsilon} must be in [0, 1]")
     if num_envs <= 0:
         raise UserError(f"--num-envs {num_envs} must be positive")
+    check_seed(seed)
+    root = check_out_dir(out)
     is_run = policy not in ("random",) and not policy.startswith("baseline:")
     base = make_policy(policy, None, checkpoint=checkpoint) if is_run else None
     cfgs = [env_config(e) for e in envs or []]
@@ -336,29 +339,39 @@ def collect(
         cfgs = [base.env_cfg]
     if len({c.id for c in cfgs}) != len(cfgs):
         raise UserError("each --env may appear once")
-    root = Path(out)
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise UserError(f"{root} exists and is not empty; choose another --out")
         shutil.rmtree(root)
-    paths: list[Path] = []
     for cfg in cfgs:
-        pol = base if base is not None else make_policy(policy, cfg)
         if base is not None and base.env_cfg is not None and cfg.id != base.env_cfg.id:
             raise UserError(f"run {policy} was trained on {base.env_cfg.id}, not {cfg.id}")
-        where = root if len(cfgs) == 1 else root / _slug(cfg.id)
-        paths.append(
-            collect_one(
-                cfg,
-                pol,
-                where,
-                episodes=episodes,
-                steps=steps,
-                epsilon=epsilon,
-                seed=seed,
-                num_envs=num_envs,
+    policies = [base if base is not None else make_policy(policy, cfg) for cfg in cfgs]
+    fresh = not root.exists()
+    make_out_dir(root)
+    paths: list[Path] = []
+    try:
+        for cfg, pol in zip(cfgs, policies, strict=True):
+            where = root if len(cfgs) == 1 else root / _slug(cfg.id)
+            paths.append(
+                collect_one(
+                    cfg,
+                    pol,
+                    where,
+                    episodes=episodes,
+                    steps=steps,
+                    epsilon=epsilon,
+                    seed=seed,
+                    num_envs=num_envs,
+                )
             )
-        )
+    except BaseException:
+        # Half a dataset (no manifest) would only block the retry ("not empty"): remove it.
+        # ``root`` was made here, or was empty, so nothing else is in it.
+        shutil.rmtree(root, ignore_errors=True)
+        if not fresh:
+            root.mkdir(exist_ok=True)
+        raise
     if len(cfgs) > 1:
         index = {
             "format": FORMAT,

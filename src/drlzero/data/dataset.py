@@ -90,7 +90,12 @@ class _Shard:
             if not path.is_file():
                 raise UserError(f"{path} is missing: the dataset is incomplete; collect it again")
             # mmap: nothing is read until it is indexed; allow_pickle=False: object arrays refuse
-            self._arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+            try:
+                self._arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:  # cut short: mmap past the end, bad header
+                raise UserError(
+                    f"{path} cannot be read ({exc}): the dataset is damaged; collect it again"
+                ) from None
         return self._arrays[name]
 
     def has(self, name: str) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from drlzero.checks import make_out_dir
 from drlzero.config import load_config
 from drlzero.distributed import init_ray, require_ray
 from drlzero.errors import ConfigError, UserError
@@ -34,8 +35,8 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UserError(f"--seeds {text!r} must be comma-separated integers, e.g. 1,2,3") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds {text!r} must list distinct integers, e.g. 1,2,3")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UserError(f"--seeds {text!r} must list distinct integers >= 0, e.g. 1,2,3")
     return seeds
 
 
@@ -121,7 +122,7 @@ def sweep(
     )
     if (sweep_dir / "summary.json").exists():
         raise UserError(f"{sweep_dir} already holds a sweep; choose another --out")
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(sweep_dir)
 
     ray = require_ray()
     started = init_ray(ray_address)

@@ -186,17 +186,62 @@ BASELINE_ENV_KWARGS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+#: The baseline every env has: uniform random actions, the "chance" figure results are read against.
+RANDOM = "random"
+
+
+def random_controller(env_cfg: EnvConfig, seed: int = 0) -> Controller:
+    """Uniformly random actions over ``env_cfg``'s action space, whatever its type (Discrete,
+    MultiDiscrete, Box, Dict ...), for any observations (arrays, Dict, Text).
+
+    The batch size is read from each observation batch, so the controller fits any vector env;
+    ``seed`` fixes the action draws.
+    """
+    from gymnasium.vector.utils import batch_space
+
+    from drlzero.envs import make_env
+
+    env = make_env(env_cfg, training=False)
+    single = env.action_space
+    env.close()
+    spaces: dict[int, Any] = {}
+
+    def act(obs_B: Any) -> Any:
+        n = _batch_size(obs_B)
+        if n not in spaces:
+            spaces[n] = batch_space(single, n)
+            spaces[n].seed(seed + n)
+        return spaces[n].sample()
+
+    return act
+
+
+def _batch_size(obs_B: Any) -> int:
+    """Rows of a vector env's observation batch: an array, a Dict of arrays or a tuple (Text)."""
+    if isinstance(obs_B, dict):
+        return _batch_size(next(iter(obs_B.values())))
+    return len(obs_B)
+
+
 def get_baseline(env_id: str, name: str) -> Controller:
-    """The controller ``name`` for ``env_id``; a :class:`ConfigError` names the choices."""
+    """The controller ``name`` for ``env_id``; a :class:`ConfigError` names the choices.
+
+    ``random`` is not in the table (it needs the env's action space): see
+    :func:`random_controller`.
+    """
     if env_id not in BASELINES:
         known = ", ".join(sorted(BASELINES))
-        raise ConfigError(f"no baselines for {env_id!r}; envs with baselines: {known}")
+        raise ConfigError(
+            f"no baseline {name!r} for {env_id}: it has only {RANDOM!r} "
+            f"(hand-written baselines exist for {known})"
+        )
     table = BASELINES[env_id]
     if name not in table:
-        close = difflib.get_close_matches(name, list(table), n=1)
+        choices = [*table, RANDOM]
+        close = difflib.get_close_matches(name, choices, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
-            f"unknown baseline {name!r} for {env_id}: {hint}choose one of {', '.join(table)}"
+            f"unknown baseline {name!r} for {env_id}: {hint}choose one of {', '.join(choices)}"
         )
     return table[name]
 
@@ -204,7 +249,7 @@ def get_baseline(env_id: str, name: str) -> Controller:
 def evaluate_baseline(
     env_cfg: EnvConfig, name: str, episodes: int = 10, seed: int = 0
 ) -> dict[str, Any]:
-    """Run baseline ``name`` on the env of ``env_cfg`` for ``episodes`` episodes.
+    """Run baseline ``name`` (``random`` for every env) on the env of ``env_cfg``.
 
     Uses the same evaluator (and so the same episode seeds) as a trained agent's evaluation.
 
@@ -214,6 +259,8 @@ def evaluate_baseline(
     """
     from drlzero.train.evaluate import evaluate_policy
 
+    if name == RANDOM:
+        return evaluate_policy(random_controller(env_cfg, seed), env_cfg, episodes, seed)
     controller = get_baseline(env_cfg.id, name)
     extra = BASELINE_ENV_KWARGS.get((env_cfg.id, name))
     if extra:

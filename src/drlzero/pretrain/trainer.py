@@ -84,14 +84,20 @@ class PretrainConfig:
                 f"{', '.join(OBJECTIVES)}"
             )
         if self.weights is not None and (
-            len(self.weights) != len(self.objectives) or any(w < 0 for w in self.weights)
+            len(self.weights) != len(self.objectives)
+            or not all(math.isfinite(w) and w >= 0 for w in self.weights)
         ):
-            raise ConfigError("--weights needs one non-negative weight per objective")
-        if self.steps < 0:
-            raise ConfigError(f"--steps {self.steps} must be >= 0")
+            raise ConfigError(
+                "--weights needs one non-negative weight per objective (finite numbers)"
+            )
+        for key in ("steps", "log_every", "seed"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"--{key.replace('_', '-')} {getattr(self, key)} must be >= 0")
+        if self.bins < 2:
+            raise ConfigError(f"--bins {self.bins} must be >= 2 (value bins per feature)")
         for key in ("batch_size", "d_model", "n_layers", "n_heads", "k_max", "lr", "temperature"):
             if not getattr(self, key) > 0:
-                raise ConfigError(f"--{key.replace('_', '-')} must be > 0")
+                raise ConfigError(f"--{key.replace('_', '-')} {getattr(self, key)} must be > 0")
         if self.batch_size < 2 and "contrastive" in self.objectives:
             raise ConfigError("the contrastive objective needs --batch-size >= 2 (negatives)")
         if self.d_model % self.n_heads:

@@ -187,6 +187,9 @@ def module_tensors(
     return {f"{prefix}.{k}": v for k, v in module.state_dict().items() if k not in skip}
 
 
+_MISMATCH_FIX = "was config.yaml edited? put back the run's own config.yaml"
+
+
 def load_module(
     prefix: str,
     module: torch.nn.Module,
@@ -199,16 +202,18 @@ def load_module(
     try:
         result = module.load_state_dict(sub, strict=False)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+        # torch's first line only names the class; the next ones name each tensor and shape
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        first = (lines[1] if len(lines) > 1 else lines[0]).rstrip(".") if lines else "mismatch"
         raise CheckpointError(
-            f"checkpoint weights do not fit this network ({first}); was config.yaml edited?"
+            f"checkpoint weights do not fit this network ({first}); {_MISMATCH_FIX}"
         ) from None
     missing = [k for k in result.missing_keys if k not in shared]
     if missing or result.unexpected_keys:
         bad = (missing or result.unexpected_keys)[0]
         raise CheckpointError(
             f"checkpoint weights do not fit this network ({'missing' if missing else 'unexpected'}"
-            f" key {prefix}.{bad}); was config.yaml edited?"
+            f" key {prefix}.{bad}); {_MISMATCH_FIX}"
         )
 
 

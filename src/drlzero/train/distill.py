@@ -37,6 +37,7 @@ from drlzero.algos.distill import (
     student_config,
 )
 from drlzero.algos.dqn import build_q_network
+from drlzero.checks import make_out_dir
 from drlzero.config import TABULAR_ALGOS, Config, save_config
 from drlzero.envs import make_vec_env
 from drlzero.errors import ConfigError, UserError
@@ -103,23 +104,52 @@ class DistillConfig:
     """TensorBoard events"""
 
     def validate(self) -> DistillConfig:
+        """Check every value; a :class:`ConfigError` names the ``drlzero distill`` flag."""
         if self.loss not in LOSSES:
             raise ConfigError(f"--loss {self.loss!r} is not one of: {', '.join(LOSSES)}")
         if not self.hidden or not all(isinstance(h, int) and h > 0 for h in self.hidden):
             raise ConfigError(f"--hidden {self.hidden} must be positive sizes, e.g. 32,32")
+        if self.features_dim is not None and self.features_dim <= 0:
+            raise ConfigError(f"--features-dim {self.features_dim} must be > 0")
         for key in ("tau", "total_steps", "buffer_size", "batch_size", "lr", "train_freq"):
             if not getattr(self, key) > 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be > 0")
+                raise ConfigError(f"{_flag(key)} {getattr(self, key)} must be > 0")
         for key in ("teacher_fraction", "teacher_epsilon", "student_epsilon"):
             if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 1]")
+                raise ConfigError(f"{_flag(key)} {getattr(self, key)} must be in [0, 1]")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ConfigError(f"max_grad_norm={self.max_grad_norm} must be > 0 (or None)")
+        for key in ("learning_starts", "seed"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{_flag(key)} {getattr(self, key)} must be >= 0")
         if self.timing_calls <= 0 or self.timing_rounds <= 0:
             raise ConfigError("timing_calls and timing_rounds must be > 0")
-        if self.eval_episodes <= 0 or self.final_episodes <= 0 or self.eval_freq < 0:
-            raise ConfigError("evaluation episodes must be > 0 and eval_freq >= 0")
+        for key in ("eval_episodes", "final_episodes"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{_flag(key)} {getattr(self, key)} must be > 0")
+        if self.eval_freq < 0:
+            raise ConfigError(f"eval_freq={self.eval_freq} must be >= 0")
         if self.teacher_checkpoint not in ("best", "last"):
             raise ConfigError(f"teacher checkpoint {self.teacher_checkpoint!r}: best or last")
         return self
+
+
+#: The ``drlzero distill`` flag of each DistillConfig field it sets (others: ``field=``).
+_FLAGS = {
+    "total_steps": "--steps",
+    "final_episodes": "--eval-episodes",
+    "tau": "--tau",
+    "lr": "--lr",
+    "batch_size": "--batch-size",
+    "teacher_fraction": "--teacher-fraction",
+    "teacher_epsilon": "--teacher-epsilon",
+    "student_epsilon": "--student-epsilon",
+    "seed": "--seed",
+}
+
+
+def _flag(key: str) -> str:
+    return _FLAGS.get(key, f"{key}=")
 
 
 @dataclass
@@ -377,9 +407,11 @@ def _new_dir(out: str | Path | None, cfg: Config, seed: int) -> Path:
         out = Path("runs") / f"distill-{_slug(cfg.env.id)}-s{seed}-{stamp}"
     run_dir = Path(out)
     if (run_dir / "checkpoints").exists():
-        raise UserError(f"{run_dir} already holds a run; choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+        unfinished = "" if (run_dir / "distill.json").is_file() else " (an unfinished distill)"
+        raise UserError(
+            f"{run_dir} already holds a run{unfinished}; choose another --out or delete it"
+        )
+    return make_out_dir(run_dir)
 
 
 def _report(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from drlzero.config import Config, read_config, save_config
+from drlzero.checks import check_checkpoint_config, make_out_dir, read_run_config
+from drlzero.config import Config, save_config
 from drlzero.envs import episode_successes
 from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -64,6 +66,11 @@ class TrainResult:
 
 
 def new_run_dir(cfg: Config, out: str | Path | None) -> Path:
+    """Create the run directory (``out``, or ``runs/<name>-s<seed>-<time>``) and save the config.
+
+    Refuses a folder that already holds a run (it would be overwritten) and a path that cannot be
+    a folder, before anything is written.
+    """
     if out is not None:
         run_dir = Path(out)
         if (run_dir / "checkpoints").exists():
@@ -74,22 +81,73 @@ def new_run_dir(cfg: Config, out: str | Path | None) -> Path:
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path("runs") / f"{cfg.name}-s{cfg.train.seed}-{stamp}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(run_dir, "--out")
     save_config(cfg, run_dir / "config.yaml")
     return run_dir
 
 
-def resume_config(run_dir: Path, total_steps: int | None = None) -> Config:
-    """The saved config of a run to resume, with an optionally larger step budget."""
+def _last_meta(run_dir: Path) -> dict[str, Any] | None:
+    """The JSON of the ``last`` checkpoint (or of the pair an unfinished save left), or None
+    when neither parses (the loader then reports it)."""
+    folder = run_dir / "checkpoints"
+    for name in ("last.json", "last.prev.json"):
+        try:
+            meta = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            return meta
+    return None
+
+
+def resume_config(
+    run_dir: Path,
+    total_steps: int | None = None,
+    *,
+    check: Callable[[Config], None] | None = None,
+) -> Config:
+    """The saved config of a run to resume, with an optionally larger step budget.
+
+    Checks, before anything is written, that the run's checkpoint belongs to its config.yaml,
+    that the budget leaves steps to train and whatever ``check`` (the caller's own test of the
+    config, e.g. a preset that must be the run's) raises; only then is a new budget saved.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(
+            f"cannot resume {run_dir}: no such run directory; "
+            "pass the run directory that 'drlzero train' created"
+        )
     if not has_checkpoint(run_dir / "checkpoints", "last"):
         raise CheckpointError(
             f"cannot resume {run_dir}: no checkpoints/last.json there; "
             "pass the run directory that 'drlzero train' created"
         )
-    cfg = read_config(run_dir / "config.yaml")
+    cfg = read_run_config(run_dir)
+    meta = _last_meta(run_dir)
+    if meta is not None:
+        check_checkpoint_config(cfg, meta, run_dir / "checkpoints" / "last.json")
+        done = meta.get("step")
+        if isinstance(done, int):
+            if total_steps is None and done >= cfg.train.total_steps:
+                raise UserError(
+                    f"run {run_dir} has done all its {cfg.train.total_steps} steps; "
+                    f"pass --total-steps N (more than {done}) to train it further"
+                )
+            if total_steps is not None and total_steps <= done:
+                raise UserError(
+                    f"--total-steps {total_steps} is not more than the {done} steps run "
+                    f"{run_dir} has done; pass a larger --total-steps to continue it"
+                )
+    if check is not None:
+        check(cfg)
     if total_steps is not None:
         cfg.train.total_steps = total_steps
-        save_config(cfg, run_dir / "config.yaml")
+        cfg.validate()
+        # a temporary file and a rename: a crash never leaves the run a cut-short config.yaml
+        tmp = run_dir / ".config.yaml.tmp"
+        save_config(cfg, tmp)
+        os.replace(tmp, run_dir / "config.yaml")
     return cfg
 
 

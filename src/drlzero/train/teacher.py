@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from drlzero.config import TABULAR_ALGOS, Config, read_config
+from drlzero.checks import check_checkpoint_config, read_run_config
+from drlzero.config import TABULAR_ALGOS, Config
 from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import load_checkpoint, load_module
 
@@ -62,18 +63,14 @@ class QRun:
 def load_q_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> QRun:
     """Load a run's Q-function (``best`` falls back to ``last`` if the run never evaluated)."""
     run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
-        raise UserError(
-            f"run directory {run} does not exist or has no config.yaml; pass a folder that "
-            "'drlzero train' (or 'drlzero distill') wrote"
-        )
     if checkpoint not in ("best", "last"):
         raise UserError(f"checkpoint {checkpoint!r} must be 'best' or 'last'")
-    cfg = read_config(run / "config.yaml")
+    cfg = read_run_config(run)
     folder = run / "checkpoints"
     if checkpoint == "best" and not (folder / "best.json").is_file():
         checkpoint = "last"
-    tensors, _meta = load_checkpoint(folder, checkpoint, "cpu")
+    tensors, meta = load_checkpoint(folder, checkpoint, "cpu")
+    check_checkpoint_config(cfg, meta, folder / f"{checkpoint}.json")
     if cfg.algo in TABULAR_ALGOS:
         if "q_table" not in tensors:
             raise CheckpointError(f"{folder}/{checkpoint} holds no Q table; is config.yaml right?")
