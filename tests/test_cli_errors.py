@@ -454,7 +454,7 @@ def test_list_shows_what_each_preset_combines(capsys: pytest.CaptureFixture[str]
         "dqn = Rainbow (double, dueling, prioritized, n_step=3, c51, noisy) on CartPole-v1 "
         "(mlp encoder)"
     )
-    assert row("cartpole-dqn").endswith("dqn on CartPole-v1 (mlp encoder)")
+    assert row("cartpole-dqn").endswith("dqn + double on CartPole-v1 (mlp encoder)")
     assert row("catchball-dqn").endswith("dqn + double on drlzero/CatchBall-v0 (mlp encoder)")
     assert row("frozenlake-qlearning").split()[1:3] == ["qlearning", "on"]
     assert "pretrained/lora encoder" in row("babyai-goto-lora")
