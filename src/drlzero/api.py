@@ -131,9 +131,10 @@ def _check_resume_preset(config: Config | str | Path, cfg: Config, run_dir: Path
         )
         shown = str(config)
     if not same:
+        own = "the YAML file it was made from" if cfg.name == "custom" else f"'{cfg.name}'"
         raise UserError(
             f"--resume {run_dir} continues run '{cfg.name}' ({cfg.algo} on {cfg.env.id}), "
-            f"not {shown!r}; pass '{cfg.name}' or no preset"
+            f"not {shown!r}; pass {own} or no preset"
         )
 
 

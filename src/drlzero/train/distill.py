@@ -407,11 +407,22 @@ def _new_dir(out: str | Path | None, cfg: Config, seed: int) -> Path:
         out = Path("runs") / f"distill-{_slug(cfg.env.id)}-s{seed}-{stamp}"
     run_dir = Path(out)
     if (run_dir / "checkpoints").exists():
-        unfinished = "" if (run_dir / "distill.json").is_file() else " (an unfinished distill)"
+        unfinished = ""
+        if not (run_dir / "distill.json").is_file() and '"kind": "distill"' in _text(
+            run_dir / "checkpoints" / "best.json"
+        ):
+            unfinished = " (an unfinished distill: it has no resume)"
         raise UserError(
             f"{run_dir} already holds a run{unfinished}; choose another --out or delete it"
         )
     return make_out_dir(run_dir)
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _report(
