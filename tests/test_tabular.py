@@ -29,6 +29,7 @@ def _optimal_return(preset: str, episodes: int, seed: int) -> float:
     return evaluate_policy(TabularPolicy(q_star).greedy, cfg.env, episodes, seed)["mean_return"]
 
 
+@pytest.mark.learning
 @pytest.mark.parametrize("preset", ["frozenlake-qlearning", "cliffwalking-expected-sarsa"])
 def test_reaches_the_optimal_return(tmp_path: Path, fast: list[str], preset: str) -> None:
     result = train(load_config(preset, overrides=fast), out=tmp_path / "run")
@@ -36,7 +37,7 @@ def test_reaches_the_optimal_return(tmp_path: Path, fast: list[str], preset: str
     assert got == pytest.approx(_optimal_return(preset, 20, 7))
 
 
-@pytest.mark.slow
+@pytest.mark.learning
 def test_taxi_sarsa_is_within_one_percent_of_optimal(tmp_path: Path, fast: list[str]) -> None:
     """Near-optimal, not exact: a few rarely visited start states stay slightly suboptimal."""
     result = train(load_config("taxi-sarsa", overrides=fast), out=tmp_path / "run")
