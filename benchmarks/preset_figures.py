@@ -132,19 +132,23 @@ def run_seed(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_all(specs: list[dict[str, Any]], jobs: int) -> list[dict[str, Any]]:
     """Run every seed as its own process, ``jobs`` at a time; records in seed order."""
-    pending, running, done = list(specs), [], {}
+    pending, done = list(specs), {}
+    running: list[tuple[int, subprocess.Popen[bytes], Any]] = []
     while pending or running:
         while pending and len(running) < jobs:
             spec = pending.pop(0)
             cmd = [sys.executable, __file__, _CHILD, json.dumps(spec)]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-            running.append((spec["seed"], proc))
+            # stdout to a file, not a pipe: a chatty child can never block on a full pipe
+            log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the child ends)
+            running.append((spec["seed"], subprocess.Popen(cmd, stdout=log), log))
         time.sleep(0.2)
-        for seed, proc in list(running):
+        for seed, proc, log in list(running):
             if proc.poll() is None:
                 continue
-            running.remove((seed, proc))
-            out = proc.stdout.read() if proc.stdout else ""
+            running.remove((seed, proc, log))
+            log.seek(0)
+            out = log.read().decode()
+            log.close()
             if proc.returncode != 0:
                 raise SystemExit(f"seed {seed} failed (exit {proc.returncode}); see its stderr")
             done[seed] = json.loads(out.strip().splitlines()[-1])
@@ -268,6 +272,10 @@ def main() -> None:
     records = run_all(specs, args.jobs)
     base = baselines(cfg, args.eval_episodes, args.eval_seed, args.random_baseline)
     summary = summarize(records)
+    # final mean return minus each baseline's, on the same episodes (> 0: the agent is ahead)
+    summary["ahead_of_baselines"] = {
+        name: summary["final_mean_return"] - b["mean_return"] for name, b in base.items()
+    }
     print_table(args.preset, records, summary, base)
     payload = {
         "preset": args.preset,
