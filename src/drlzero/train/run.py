@@ -154,6 +154,7 @@ class Run:
         closing: what :meth:`close` closes besides the logger (envs, evaluators).
         num_envs: for a vector-env loop, its width E: :meth:`track` then keeps each env's
             running episode return and length (saved in ``last``, restored on resume).
+        score: what ``best`` maximises, from an evaluation (default its ``mean_return``).
     """
 
     def __init__(
@@ -169,6 +170,7 @@ class Run:
         device: torch.device | str = "cpu",
         closing: tuple[_Closeable, ...] | list[_Closeable] = (),
         num_envs: int | None = None,
+        score: Callable[[dict[str, float]], float] | None = None,
     ) -> None:
         t = cfg.train
         self.cfg = cfg
@@ -176,6 +178,7 @@ class Run:
         self.kind = kind
         self.title = title
         self._evaluate = evaluate
+        self._score = score or (lambda evaluation: evaluation["mean_return"])
         self._state = state
         self._closing = list(closing)
         self._closed = False
@@ -369,6 +372,7 @@ class Run:
         self.close()
 
     def _keep_best(self, evaluation: dict[str, float]) -> None:
-        if evaluation["mean_return"] > self.best:
-            self.best = evaluation["mean_return"]
+        score = self._score(evaluation)
+        if score > self.best:  # NaN never wins
+            self.best = score
             self.save("best")
