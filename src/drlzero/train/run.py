@@ -133,8 +133,8 @@ class Run:
     :meth:`end_iteration`, so a loop that takes many steps per iteration (a PPO rollout) is
     evaluated and checkpointed only between iterations, where its state is whole:
 
-    - an evaluation every ``train.eval_freq`` steps; a better mean return saves ``best``; a
-      mean return >= ``train.stop_return`` ends the run (``done``);
+    - an evaluation every ``train.eval_freq`` steps; a better ``score`` (by default the mean
+      return) saves ``best``; a mean return >= ``train.stop_return`` ends the run (``done``);
     - a metrics row every ``train.log_freq`` steps and with every evaluation;
     - ``last`` every ``train.checkpoint_freq`` steps, every ``train.checkpoint_every_s``
       seconds of wall clock, and once with the first metrics row of a fresh run (so a run
