@@ -44,8 +44,7 @@ from drlzero.errors import ConfigError, UserError
 from drlzero.heads import QNetwork
 from drlzero.train.checkpoint import load_checkpoint, load_module, module_tensors, save_checkpoint
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.logger import RunLogger
-from drlzero.train.run import json_safe, write_eval_json
+from drlzero.train.run import Run, json_safe, write_eval_json
 from drlzero.train.teacher import QRun, load_q_run
 from drlzero.utils import seed_everything
 
@@ -279,37 +278,61 @@ def distill(
     rng = np.random.default_rng(s.seed + 2)
     teacher_steps = int(s.teacher_fraction * s.total_steps)
 
-    def save(name: str, meta: dict[str, Any]) -> None:
-        for i, (d, net) in enumerate(zip(task_dirs, nets, strict=True)):
-            doc = {"kind": "distill", "task": i, **meta, "config": cfgs[i].to_dict()}
-            save_checkpoint(d / "checkpoints", name, module_tensors("q", net), doc)
-        if n_tasks > 1:  # the top level is task 0's run directory too
-            doc = {"kind": "distill", "task": 0, **meta, "config": cfgs[0].to_dict()}
-            save_checkpoint(run_dir / "checkpoints", name, module_tensors("q", nets[0]), doc)
+    score = math.nan  # of the latest evaluation: mean return retention over the tasks
+    history: list[dict[str, Any]] = []
+    stats: dict[str, torch.Tensor] = {}
 
-    def evaluate_students() -> list[dict[str, float]]:
+    def state(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Task 0's student for the run directory; the other tasks' go to ``tasks/`` here."""
+        extra = {"retention_periodic": score} if name == "best" else {}
+        if n_tasks > 1:
+            for i, (d, net) in enumerate(zip(task_dirs, nets, strict=True)):
+                doc = {"kind": "distill", "task": i, "step": run.step, **extra}
+                doc["config"] = cfgs[i].to_dict()
+                save_checkpoint(d / "checkpoints", name, module_tensors("q", net), doc)
+        return module_tensors("q", nets[0]), {"task": 0, **extra}
+
+    def evaluate() -> dict[str, float]:
+        """Every task's student; task 0's figures for the metrics row, ``retention`` for best."""
+        nonlocal score
         student.eval()
-        res = [
+        per_task = [
             ev(functools.partial(_greedy, net)) for ev, net in zip(evaluators, nets, strict=True)
         ]
         student.train()
-        return res
+        ratios = [
+            _retention(r["mean_return"], t["mean_return"])
+            for r, t in zip(per_task, teacher_periodic, strict=True)
+        ]
+        score = float(np.mean(ratios))
+        history.append({"step": run.step, "retention": score, "tasks": per_task})
+        return {**per_task[0], "retention": score}
+
+    def scalars() -> dict[str, float]:
+        loss, agreement = (float(stats[k]) if stats else math.nan for k in ("loss", "agreement"))
+        return {"loss": loss, "agreement": agreement, "explore": eps}
 
     # the teachers on the periodic evaluation episodes: the scale for choosing 'best'
     teacher_periodic = [ev(t.greedy) for ev, t in zip(evaluators, tq, strict=True)]
-    logger = RunLogger(run_dir, s.total_steps, tensorboard=s.tensorboard, progress=s.progress)
     obs = [e.reset(seed=s.seed + 100 * i)[0] for i, e in enumerate(envs)]
     ep_ret = np.zeros(n_tasks)
     ep_len = np.zeros(n_tasks, dtype=np.int64)
-    best = -math.inf
-    history: list[dict[str, Any]] = []
-    stats: dict[str, torch.Tensor] = {}
-    next_eval = s.eval_freq if s.eval_freq else math.inf
-    step = 0
-    try:
-        while step < s.total_steps:
-            teacher_acts = step < teacher_steps
+    eps = s.teacher_epsilon
+    with Run(
+        _run_config(cfgs[0], s),
+        run_dir,
+        kind="distill",
+        resume=False,
+        evaluate=evaluate,
+        state=state,
+        title=f"distill: {', '.join(c.env.id for c in cfgs)}",
+        closing=[*envs, *evaluators],
+        score=lambda evaluation: evaluation["retention"],
+    ) as run:
+        while not run.done:
+            teacher_acts = run.step < teacher_steps
             eps = s.teacher_epsilon if teacher_acts else s.student_epsilon
+            run.count(1)  # one env step of every task (episodes below end at this step)
             for i in range(n_tasks):
                 q_t_BA = tq[i].q_values(obs[i])  # the label, whoever acts
                 memories[i].add(obs[i], q_t_BA)
@@ -322,68 +345,43 @@ def distill(
                 ep_len[i] += 1
                 if term[0] or trunc[0]:
                     if i == 0:
-                        logger.episode(step + 1, float(ep_ret[i]), int(ep_len[i]), math.nan)
+                        run.episode(float(ep_ret[i]), int(ep_len[i]), math.nan)
                     ep_ret[i], ep_len[i] = 0.0, 0
                 obs[i] = nxt  # SAME_STEP autoreset: already the next episode's start
-            step += 1
-            if step > s.learning_starts and step % s.train_freq == 0:
+            if run.step > s.learning_starts and run.step % s.train_freq == 0:
                 stats = learner.update([m.sample(s.batch_size) for m in memories])
-            evaluation = None
-            if step >= next_eval or step == s.total_steps:
-                next_eval += s.eval_freq
-                per_task = evaluate_students()
-                evaluation = per_task[0]
-                score = float(
-                    np.mean(
-                        [
-                            _retention(r["mean_return"], t["mean_return"])
-                            for r, t in zip(per_task, teacher_periodic, strict=True)
-                        ]
-                    )
-                )
-                history.append({"step": step, "retention": score, "tasks": per_task})
-                if score > best:
-                    best = score
-                    save("best", {"step": step, "retention_periodic": score})
-            if step % 1000 == 0 or evaluation is not None:
-                logger.log(
-                    step,
-                    {
-                        "loss": float(stats["loss"]) if stats else math.nan,
-                        "agreement": float(stats["agreement"]) if stats else math.nan,
-                        "explore": eps,
-                    },
-                    evaluation,
-                )
-            elif step % 256 == 0:
-                logger.progress(step)
-        save("last", {"step": step})
-    finally:
-        logger.close()
-        for e in envs:
-            e.close()
-        for ev in evaluators:
-            ev.close()
+            run.end_iteration(scalars)
+        run.finish(scalars())  # the last evaluation (every task), 'last', the plot
 
     # The report, on the 'best' checkpoint (what 'drlzero eval' loads by default).
     for d, net in zip(task_dirs, nets, strict=True):
         load_module("q", net, load_checkpoint(d / "checkpoints", "best")[0])
     student.eval()
     report = _report(tq, nets, student, cfgs, dims, s, history)
-    report["wall_time_s"] = round(logger.elapsed(), 2)
+    report["wall_time_s"] = round(run.logger.elapsed(), 2)
     report["run_dir"] = str(run_dir)
     (run_dir / "distill.json").write_text(json.dumps(json_safe(report), indent=1) + "\n")
     for i, d in enumerate(task_dirs):
         write_eval_json(d, _task_eval(report, i))
     if n_tasks > 1:
         write_eval_json(run_dir, _task_eval(report, 0))
-    try:
-        from drlzero.train.plots import plot_learning_curve
-
-        plot_learning_curve(run_dir, title=f"distill: {', '.join(c.env.id for c in cfgs)}")
-    except Exception:  # a plot is a convenience; never fail a finished run for it
-        pass
     return DistillResult(run_dir, json_safe(report))
+
+
+def _run_config(cfg: Config, s: DistillConfig) -> Config:
+    """Task 0's student config with the run schedule of ``s`` (what :class:`Run` reads)."""
+    train = dataclasses.replace(
+        cfg.train,
+        total_steps=s.total_steps,
+        eval_freq=s.eval_freq,
+        eval_episodes=s.eval_episodes,
+        log_freq=1000,
+        checkpoint_freq=0,
+        stop_return=None,
+        progress=s.progress,
+        tensorboard=s.tensorboard,
+    )
+    return dataclasses.replace(cfg, train=train)
 
 
 def _greedy(net: nn.Module, obs: np.ndarray) -> np.ndarray:

@@ -191,8 +191,8 @@ class Run:
     :meth:`end_iteration`, so a loop that takes many steps per iteration (a PPO rollout) is
     evaluated and checkpointed only between iterations, where its state is whole:
 
-    - an evaluation every ``train.eval_freq`` steps; a better mean return saves ``best``; a
-      mean return >= ``train.stop_return`` ends the run (``done``);
+    - an evaluation every ``train.eval_freq`` steps; a better ``score`` (by default the mean
+      return) saves ``best``; a mean return >= ``train.stop_return`` ends the run (``done``);
     - a metrics row every ``train.log_freq`` steps and with every evaluation;
     - ``last`` every ``train.checkpoint_freq`` steps, every ``train.checkpoint_every_s``
       seconds of wall clock, and once with the first metrics row of a fresh run (so a run
@@ -212,6 +212,7 @@ class Run:
         closing: what :meth:`close` closes besides the logger (envs, evaluators).
         num_envs: for a vector-env loop, its width E: :meth:`track` then keeps each env's
             running episode return and length (saved in ``last``, restored on resume).
+        score: what ``best`` maximises, from an evaluation (default its ``mean_return``).
     """
 
     def __init__(
@@ -227,6 +228,7 @@ class Run:
         device: torch.device | str = "cpu",
         closing: tuple[_Closeable, ...] | list[_Closeable] = (),
         num_envs: int | None = None,
+        score: Callable[[dict[str, float]], float] | None = None,
     ) -> None:
         t = cfg.train
         self.cfg = cfg
@@ -234,6 +236,7 @@ class Run:
         self.kind = kind
         self.title = title
         self._evaluate = evaluate
+        self._score = score or (lambda evaluation: evaluation["mean_return"])
         self._state = state
         self._closing = list(closing)
         self._closed = False
@@ -427,6 +430,7 @@ class Run:
         self.close()
 
     def _keep_best(self, evaluation: dict[str, float]) -> None:
-        if evaluation["mean_return"] > self.best:
-            self.best = evaluation["mean_return"]
+        score = self._score(evaluation)
+        if score > self.best:  # NaN never wins
+            self.best = score
             self.save("best")
