@@ -32,6 +32,7 @@ from drlzero.envs import episode_successes, make_vec_env
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.envs.text import stack_obs
 from drlzero.exploration import build_explorer
+from drlzero.masks import MaskSource
 from drlzero.noisy import NoiseResetter, noisy_layers
 from drlzero.replay.memory import Replay
 from drlzero.train.checkpoint import (
@@ -88,15 +89,17 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     explorer = build_explorer(cfg.exploration, int(act_space.n), t.total_steps)
     policy = QPolicy(q_net, explorer, device, compile=mode)
     reset_acting_noise = NoiseResetter(noisy_layers(q_net))
+    masks = MaskSource(cfg.env.action_mask, E, int(act_space.n))  # action masks (off: None)
     storage = ReplayBuffer(
         min(d.buffer_size, max(t.total_steps, d.batch_size)),
         *stored_spec(q_net.encoder, obs_space),
         device=device,
         seed=t.seed + 1,
+        num_actions=int(act_space.n) if masks.on else None,  # action masks: next-state masks
     )
     buffer = Replay(storage, d, num_envs=E, total_steps=t.total_steps, seed=t.seed + 3)
     rng = np.random.default_rng(t.seed + 2)
-    evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
+    evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET, masked=masks.on)
 
     step = vec_steps = updates = 0
     best = -math.inf
@@ -105,7 +108,8 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     elapsed = 0.0
     recent: dict[str, list[float]] = {}
     episodes = 0
-    obs = prep(envs.reset(seed=t.seed)[0])
+    raw_obs, reset_info = envs.reset(seed=t.seed)
+    obs, mask = prep(raw_obs), masks.reset(reset_info)  # action masks: the acting mask
     if resume:
         tensors, meta = load_checkpoint(run_dir / "checkpoints", "last", device)
         load_module("q", q_net, tensors)
@@ -124,6 +128,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         if meta.get("env_state") is not None:
             set_vec_env_state(envs, meta["env_state"])
             obs = tensors["loop.obs"].cpu().numpy()
+            mask = tensors["loop.mask"].numpy() if masks.on else None  # action masks
             ep_ret = tensors["loop.ep_ret"].cpu().numpy().astype(np.float64)
             ep_len = tensors["loop.ep_len"].cpu().numpy()
         else:
@@ -131,7 +136,8 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
                 f"{cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
                 stacklevel=2,
             )
-            obs = prep(envs.reset(seed=t.seed + step)[0])
+            raw_obs, reset_info = envs.reset(seed=t.seed + step)
+            obs, mask = prep(raw_obs), masks.reset(reset_info)  # action masks
 
     logger = RunLogger(
         run_dir,
@@ -161,6 +167,8 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
         tensors["loop.ep_ret"] = torch.from_numpy(ep_ret.copy())
         tensors["loop.ep_len"] = torch.from_numpy(ep_len.copy())
+        if mask is not None:  # action masks: the mask of loop.obs
+            tensors["loop.mask"] = torch.from_numpy(mask.copy())
         meta = {
             "kind": "dqn",
             "step": step,
@@ -186,7 +194,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
 
     def run_eval() -> dict[str, float]:
         q_net.eval()
-        result = evaluator(lambda o: policy.greedy(prep(o)))
+        result = evaluator(lambda o, m=None: policy.greedy(prep(o), m))  # m: action mask
         q_net.train()
         return result
 
@@ -204,13 +212,14 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     try:
         while step < t.total_steps:
             reset_acting_noise()  # fresh exploration noise for every acting step (no-op without)
-            actions = policy.act(obs, step, rng)
+            actions = policy.act(obs, step, rng, mask)  # action masks: acting mask (or None)
             raw_next, reward, term, trunc, info = envs.step(actions)
             next_obs = prep(raw_next)
             done = term | trunc
             any_done = bool(done[0]) if E == 1 else bool(done.any())  # indexing: ~10x cheaper
             real_next = _real_next_obs(next_obs, any_done, info, prep)
-            buffer.add(obs, actions, reward, real_next, term, trunc)
+            mask, next_mask = masks.step(info, done)  # action masks: acting / stored next-state
+            buffer.add(obs, actions, reward, real_next, term, trunc, next_mask)
             ep_ret += reward
             ep_len += 1
             prev_step = step
