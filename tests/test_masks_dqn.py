@@ -239,6 +239,7 @@ def test_mask_source_next_state_masks_across_an_episode_end() -> None:
     for t in range(1, LENGTH + 1):
         obs, _, term, trunc, info = envs.step(np.zeros(2, dtype=np.int64) + 1)
         mask, next_mask = masks.step(info, term | trunc)
+        np.testing.assert_array_equal(obs[:, 0], [t % LENGTH] * 2)
         # acting mask: the returned obs (t = 0 again after the autoreset); stored: the final state
         np.testing.assert_array_equal(mask, [toy_mask(t % LENGTH)] * 2)
         np.testing.assert_array_equal(next_mask, [toy_mask(t)] * 2)
@@ -409,7 +410,6 @@ def test_smart_home_masked_preset_learns_without_violations(tmp_path: Path) -> N
     agent = drlzero.load_agent(result.run_dir)
     envs = make_vec_env(agent.config.env, num_envs=4, training=False)
     obs, info = envs.reset(seed=5)
-    violations = []
     for _ in range(smart_home.STEPS_PER_DAY):
         obs, _, term, _, info = envs.step(agent.act(obs, info["action_mask"]))
     violations = info["final_info"]["rule_violations"]
