@@ -47,6 +47,7 @@ class Evaluator:
 
     def __call__(self, action_fn: ActionFn) -> dict[str, float]:
         obs, info = self.envs.reset(seed=self.seed)
+        num_actions = int(getattr(self.envs.single_action_space, "n", 0))  # masks: Discrete
         done_count = np.zeros(self.n, dtype=int)
         ep_ret = np.zeros(self.n)
         ep_len = np.zeros(self.n, dtype=int)
@@ -55,8 +56,7 @@ class Evaluator:
         successes: list[float] = []
         while (done_count < self.quota).any():
             if self.masked:  # the mask of these observations (next episode's after a reset)
-                n_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
-                actions = action_fn(obs, read_mask(info, self.n, n_actions))
+                actions = action_fn(obs, read_mask(info, self.n, num_actions))
             else:
                 actions = action_fn(obs)
             obs, reward, term, trunc, info = self.envs.step(actions)
