@@ -162,7 +162,8 @@ def _check_distributed(cfg: Config, ray_address: str | None) -> None:
 
 
 class Agent:
-    """A trained agent loaded from a run directory: ``agent.act(obs_batch) -> actions``."""
+    """A trained agent loaded from a run directory: ``agent.act(obs_batch) -> actions``, or
+    ``agent.act(obs_batch, action_mask)`` to act among the allowed actions (``(B, A)`` bools)."""
 
     def __init__(self, cfg: Config, act_fn: Any, checkpoint: str) -> None:
         self.config = cfg
@@ -204,7 +205,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     q_net.to(dev).eval()
     greedy = QPolicy(q_net, None, dev).greedy
     prep = env_boundary(q_net.encoder)  # tokens -> cached embeddings etc. (issue 4)
-    return Agent(cfg, lambda obs: greedy(prep(obs)), checkpoint)
+    return Agent(cfg, lambda obs, action_mask=None: greedy(prep(obs), action_mask), checkpoint)
 
 
 def evaluate(
@@ -238,7 +239,8 @@ def evaluate(
     agent = load_agent(run_dir, checkpoint)
     cfg = agent.config
     eval_seed = cfg.train.seed + 20_000 if seed is None else seed
-    result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed)
+    masked = cfg.env.action_mask != "none"  # greedy among the allowed actions, as in training
+    result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked)
     if paraphrases is not None:
         import dataclasses
 
@@ -250,7 +252,7 @@ def evaluate(
             )
         mapping = load_paraphrases(paraphrases)
         env_cfg = dataclasses.replace(cfg.env, kwargs={**cfg.env.kwargs, "paraphrases": mapping})
-        para = evaluate_policy(agent.act, env_cfg, episodes, eval_seed)
+        para = evaluate_policy(agent.act, env_cfg, episodes, eval_seed, masked=masked)
         result["paraphrase_success_rate"] = para["success_rate"]
         result["paraphrase_mean_return"] = para["mean_return"]
     out = json_safe(result)
@@ -315,12 +317,13 @@ def record(
         raise UserError(f"{agent.config.env.id} cannot render rgb_array frames; nothing to record")
     frames: list[np.ndarray] = []
     for ep in range(episodes):
-        obs, _ = env.reset(seed=agent.config.train.seed + 30_000 + ep)
+        obs, info = env.reset(seed=agent.config.train.seed + 30_000 + ep)
         frames.append(env.render())  # type: ignore[arg-type]
         done = False
         while not done:
-            action = agent.act(np.asarray(obs)[None])[0]
-            obs, _r, term, trunc, _ = env.step(int(action))
+            mask = info.get("action_mask") if agent.config.env.action_mask != "none" else None
+            action = agent.act(np.asarray(obs)[None], None if mask is None else mask[None])[0]
+            obs, _r, term, trunc, info = env.step(int(action))
             done = term or trunc
             frames.append(env.render())  # type: ignore[arg-type]
     env.close()

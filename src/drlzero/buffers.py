@@ -23,6 +23,7 @@ class Batch(NamedTuple):
     next_obs: torch.Tensor  # (B, *obs_shape)
     terminated: torch.Tensor  # (B,) float32, 1.0 where the episode truly ended
     discounts: torch.Tensor | None = None  # (B,) gamma^m for n-step samples (m rewards summed)
+    next_mask: torch.Tensor | None = None  # (B, A) bool: next state's allowed actions (masks on)
 
 
 class ReplayBuffer:
@@ -34,6 +35,8 @@ class ReplayBuffer:
         obs_dtype: NumPy dtype of observations (uint8 images stay uint8: 4x less memory).
         device: where sampled batches are delivered.
         seed: seed of the sampler's own generator (saved in checkpoints for exact resume).
+        num_actions: with action masks, A: each transition also keeps its next state's mask
+            (the targets' max ranges over it); None stores no masks.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class ReplayBuffer:
         *,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        num_actions: int | None = None,
     ) -> None:
         self.capacity = capacity
         self.device = torch.device(device)
@@ -53,13 +57,17 @@ class ReplayBuffer:
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
         self.discounts = np.zeros(capacity, dtype=np.float32)
+        self.next_masks = (
+            None if num_actions is None else np.ones((capacity, num_actions), dtype=bool)
+        )
         self._views = [torch.from_numpy(a) for a in self._arrays()]
         self.pos = 0
         self.size = 0
         self.generator = torch.Generator().manual_seed(seed)
 
     def _arrays(self) -> list[np.ndarray]:
-        return [
+        """The stored arrays in :class:`Batch` field order (next masks only when kept)."""
+        arrays = [
             self.obs,
             self.actions,
             self.rewards,
@@ -67,6 +75,11 @@ class ReplayBuffer:
             self.terminated,
             self.discounts,
         ]
+        return arrays if self.next_masks is None else [*arrays, self.next_masks]
+
+    def _names(self) -> list[str]:
+        names = ["obs", "actions", "rewards", "next_obs", "terminated", "discounts"]
+        return names if self.next_masks is None else [*names, "next_masks"]
 
     def __len__(self) -> int:
         return self.size
@@ -79,10 +92,13 @@ class ReplayBuffer:
         next_obs: np.ndarray,
         terminated: np.ndarray,
         discounts: np.ndarray | float = 0.0,
+        next_mask: np.ndarray | None = None,
     ) -> slice | np.ndarray:
         """Add a batch of transitions (one per parallel env, or the n-step windows that closed).
 
         ``discounts`` is ``gamma^m`` per n-step sample; one-step learners ignore it.
+        ``next_mask`` (``(n, A)``) is each next state's action mask, kept when the buffer
+        stores masks (None there: every action allowed).
         Returns where they were written (for a prioritized sampler).
         """
         n = len(actions)
@@ -94,6 +110,8 @@ class ReplayBuffer:
         self.next_obs[where] = next_obs
         self.terminated[where] = terminated
         self.discounts[where] = discounts
+        if self.next_masks is not None:
+            self.next_masks[where] = True if next_mask is None else next_mask
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
         return where
@@ -116,10 +134,9 @@ class ReplayBuffer:
     # -- checkpointing: plain arrays, never pickle --------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
         n = self.size
-        names = ["obs", "actions", "rewards", "next_obs", "terminated", "discounts"]
         out = {
             f"buffer.{k}": torch.from_numpy(np.ascontiguousarray(a[:n]))
-            for k, a in zip(names, self._arrays(), strict=True)
+            for k, a in zip(self._names(), self._arrays(), strict=True)
         }
         out["buffer.generator"] = self.generator.get_state()
         return out
@@ -129,8 +146,7 @@ class ReplayBuffer:
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, int]) -> None:
         n = meta["size"]
-        names = ["obs", "actions", "rewards", "next_obs", "terminated", "discounts"]
-        for k, a in zip(names, self._arrays(), strict=True):
+        for k, a in zip(self._names(), self._arrays(), strict=True):
             a[:n] = tensors[f"buffer.{k}"].numpy()
         self.pos, self.size = meta["pos"], n
         self.generator.set_state(tensors["buffer.generator"])

@@ -47,6 +47,11 @@ class EnvConfig:
     success_return: float | None = _f(
         None, "an episode is a success if its return >= this (when the env has no is_success)"
     )
+    action_mask: str = _f(
+        "none",
+        "action masks (DQN): none | info (the env's info['action_mask']) | obs:KEY (a Dict "
+        "observation key, taken out of the observation)",
+    )
 
 
 @dataclass
@@ -263,6 +268,7 @@ class Config:
             "exploration.schedule", self.exploration.schedule, ("constant", "linear", "exponential")
         )
         _positive("env.num_envs", self.env.num_envs)
+        self._validate_action_mask()
         if self.env.max_episode_steps is not None:
             _positive("env.max_episode_steps", self.env.max_episode_steps)
         if not all(isinstance(h, int) and h > 0 for h in self.encoder.hidden):
@@ -343,6 +349,18 @@ class Config:
                 raise ConfigError(
                     "distributed.mode=apex explores with the epsilon ladder; set dqn.noisy=false"
                 )
+
+    def _validate_action_mask(self) -> None:
+        m = self.env.action_mask
+        if m not in ("none", "info") and not (m.startswith("obs:") and len(m) > len("obs:")):
+            raise ConfigError(
+                f"env.action_mask={m!r} is not one of: none, info, obs:KEY (e.g. obs:action_mask)"
+            )
+        if m != "none" and (self.algo != "dqn" or self.distributed.mode != "none"):
+            raise ConfigError(
+                f"env.action_mask={m} works with algo=dqn in one process; got algo={self.algo}, "
+                f"distributed.mode={self.distributed.mode}: set env.action_mask=none"
+            )
 
     def _validate_pretrained(self) -> None:
         c = self.encoder

@@ -102,3 +102,61 @@ def uniform_allowed(rng: np.random.Generator, mask_EA: np.ndarray) -> np.ndarray
     k_E = (rng.random(mask_EA.shape[0]) * counts_E).astype(np.int64)
     cum_EA = np.cumsum(mask_EA, axis=1)
     return (cum_EA <= k_E[:, None]).sum(axis=1)
+
+
+def checked_mask(
+    mask: Any, num_envs: int, num_actions: int, where: str = "action_mask"
+) -> np.ndarray:
+    """A caller's mask as a checked ``(E, A)`` boolean array (one line naming a wrong shape)."""
+    return check_nonempty(_as_mask(mask, num_envs, num_actions, where))
+
+
+class MaskSource:
+    """The masks a training loop acts on and stores, read from each vector step's ``info``.
+
+    With ``mode="none"`` every call returns None and costs nothing, so an unmasked run does
+    exactly what it did before masks existed. Otherwise (``info``, or ``obs:KEY``, which
+    :mod:`drlzero.envs.masking` turns into ``info`` at the env), per step:
+
+    - the *acting* mask belongs to the returned observations: for an env whose episode just
+      ended that is the next episode's reset info (SAME_STEP autoreset);
+    - the *next-state* mask of each transition (what the target's max ranges over) is the final
+      step's mask from ``info["final_info"]`` where the episode ended (all actions where the
+      env gives none: a terminated transition does not bootstrap anyway), else the acting mask.
+
+    Args:
+        mode: ``env.action_mask``: ``none``, ``info`` or ``obs:KEY``.
+        num_envs: E.
+        num_actions: A.
+    """
+
+    def __init__(self, mode: str, num_envs: int, num_actions: int) -> None:
+        self.on = mode != "none"
+        self.mode = mode
+        self.shape = (num_envs, num_actions)
+
+    def reset(self, info: dict[str, Any]) -> np.ndarray | None:
+        """The mask of the reset observations; an env that reports none is a config error."""
+        if not self.on:
+            return None
+        mask = read_mask(info, *self.shape)
+        if mask is None:
+            raise UserError(
+                f"env.action_mask={self.mode} but the env's reset info has no {INFO_KEY!r}: "
+                "set env.action_mask=none, or use an env that reports its masks"
+            )
+        return mask
+
+    def step(
+        self, info: dict[str, Any], done_E: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(acting mask, next-state mask)`` of one vector step (both None when off)."""
+        if not self.on:
+            return None, None
+        mask = read_mask(info, *self.shape)
+        next_EA = np.ones(self.shape, dtype=bool) if mask is None else mask.copy()
+        if done_E.any():
+            final = info.get("final_info")
+            final_EA = read_mask(final, *self.shape) if isinstance(final, dict) else None
+            next_EA[done_E] = True if final_EA is None else final_EA[done_E]
+        return mask, next_EA

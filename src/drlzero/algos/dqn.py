@@ -29,9 +29,10 @@ from drlzero.buffers import Batch
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import build_encoder
 from drlzero.errors import ConfigError
-from drlzero.exploration import Explorer
+from drlzero.exploration import Explorer, greedy_actions
 from drlzero.fastpath import flat_forward, numpy_forward
 from drlzero.heads import DuelingHead, LinearHead, QNetwork
+from drlzero.masks import checked_mask, masked_argmax, masked_max
 from drlzero.optim import FlatParams
 
 
@@ -41,18 +42,21 @@ def td_targets(
     next_q_target_BA: torch.Tensor,
     gamma: float | torch.Tensor,
     next_q_online_BA: torch.Tensor | None = None,
+    next_mask_BA: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One-step TD targets ``y = r + gamma * (1 - terminated) * Q'(s', a*)``.
 
     ``a* = argmax_a Q'(s', a)`` for DQN; with ``next_q_online_BA`` (Double DQN),
     ``a* = argmax_a Q(s', a)`` is chosen by the online net and evaluated by the target net.
+    With ``next_mask_BA`` (the next state's allowed actions) the argmax ranges over the allowed
+    actions only: the value of s' is that of the best action the policy may take there.
     Only true termination stops bootstrapping; a time-limit truncation still bootstraps.
     ``gamma`` may be a per-sample tensor: ``gamma^m`` for n-step samples.
     """
     if next_q_online_BA is None:
-        next_v_B = next_q_target_BA.max(dim=1).values
+        next_v_B = masked_max(next_q_target_BA, next_mask_BA)
     else:
-        best_B1 = next_q_online_BA.argmax(dim=1, keepdim=True)
+        best_B1 = masked_argmax(next_q_online_BA, next_mask_BA).unsqueeze(1)
         next_v_B = next_q_target_BA.gather(1, best_B1).squeeze(1)
     return rewards_B + gamma * (1.0 - terminated_B) * next_v_B
 
@@ -176,17 +180,30 @@ class QPolicy:
             q_BA = q_BA.float().cpu()
         return q_BA.numpy()
 
-    def act(self, obs: np.ndarray, step: int, rng: np.random.Generator) -> np.ndarray:
-        """Behaviour actions for a batch of observations at global env step ``step``."""
+    def act(
+        self,
+        obs: np.ndarray,
+        step: int,
+        rng: np.random.Generator,
+        action_mask: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Behaviour actions for a batch of observations at global env step ``step``, among
+        the allowed actions of ``action_mask`` (``(B, A)``, True = allowed; None: all)."""
         assert self.explorer is not None, "QPolicy.act needs an explorer; use greedy()"
+        if action_mask is not None:
+            action_mask = checked_mask(action_mask, len(obs), self.explorer.num_actions)
         mask_B = self.explorer.explore_mask(step, len(obs), rng)
         # all-random rows need no forward (one env: indexing is ~10x cheaper than .all())
         explore_all = bool(mask_B[0]) if len(mask_B) == 1 else bool(mask_B.all())
         q_BA = None if explore_all else self.q_values(obs)
-        return self.explorer(q_BA, step, rng, mask_B)
+        return self.explorer(q_BA, step, rng, mask_B, allowed_BA=action_mask)
 
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return self.q_values(obs).argmax(axis=1)
+    def greedy(self, obs: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        """Greedy actions (the best allowed ones under ``action_mask``)."""
+        q_BA = self.q_values(obs)
+        if action_mask is None:
+            return q_BA.argmax(axis=1)
+        return greedy_actions(q_BA, checked_mask(action_mask, *q_BA.shape))
 
 
 class _FlatGroups:
@@ -318,7 +335,11 @@ class DQNLearner:
             next_q_target_BA = self.target_fwd(batch.next_obs)
             if not self.cfg.double:
                 y_all = td_targets(
-                    batch.rewards, batch.terminated, next_q_target_BA, self.cfg.gamma
+                    batch.rewards,
+                    batch.terminated,
+                    next_q_target_BA,
+                    self.cfg.gamma,
+                    next_mask_BA=batch.next_mask,
                 )
         self.flat.relink()
         if g > 1:
@@ -335,6 +356,7 @@ class DQNLearner:
                     next_q_target_BA[s],
                     self.cfg.gamma,
                     next_q_online_BA,
+                    None if batch.next_mask is None else batch.next_mask[s],
                 )
             else:
                 y_B = y_all[s]

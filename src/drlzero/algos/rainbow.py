@@ -33,6 +33,7 @@ from drlzero.distributional import (
 )
 from drlzero.fastpath import flat_forward
 from drlzero.heads import DuelingHead, LinearHead
+from drlzero.masks import masked_argmax
 from drlzero.noisy import NoiseResetter, NoisyLinear, noisy_layers
 
 
@@ -151,6 +152,7 @@ def per_sample_loss(
                 target(batch.next_obs),
                 discounts_B,
                 next_online,
+                batch.next_mask,
             )
         loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
         loss_B = loss_fn(q_B, y_B, reduction="none")
@@ -162,7 +164,7 @@ def per_sample_loss(
     with torch.no_grad():
         next_z_BAN = target(batch.next_obs)
         chooser = head.q_values(z_2BAN[b:].detach() if cfg.double else next_z_BAN)
-        next_a_B = chooser.argmax(dim=1)
+        next_a_B = masked_argmax(chooser, batch.next_mask)  # the best allowed next action
         next_z_BN = next_z_BAN[idx_B, next_a_B]
     if cfg.distributional == "c51":
         with torch.no_grad():

@@ -63,6 +63,10 @@ def make_env(cfg: EnvConfig, *, render_mode: str | None = None, training: bool =
             env = _minatar.channels_first(env)
         if "atari" in cfg.wrappers:
             env = _atari.wrap(env, training=training)
+        if cfg.action_mask.startswith("obs:"):  # the mask travels in info from here on
+            from drlzero.envs.masking import MaskFromObs
+
+            env = MaskFromObs(env, cfg.action_mask[len("obs:") :])
         return env
     except TypeError as exc:
         raise ConfigError(f"env.kwargs {cfg.kwargs} do not fit {cfg.id}: {exc}") from None

@@ -73,16 +73,26 @@ class Replay:
         next_obs: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
+        next_mask: np.ndarray | None = None,
     ) -> None:
-        """One vector-env step; ``next_obs`` holds the true final observation at episode ends."""
+        """One vector-env step; ``next_obs`` holds the true final observation at episode ends
+        and ``next_mask`` (with action masks) the mask of each next state."""
         if self.nstep is None:
-            where = self.storage.add(obs, actions, rewards, next_obs, terminated, self.gamma)
+            where = self.storage.add(
+                obs, actions, rewards, next_obs, terminated, self.gamma, next_mask
+            )
         else:
-            tr = self.nstep.push(obs, actions, rewards, next_obs, terminated, truncated)
+            tr = self.nstep.push(obs, actions, rewards, next_obs, terminated, truncated, next_mask)
             if len(tr.actions) == 0:
                 return
             where = self.storage.add(
-                tr.obs, tr.actions, tr.returns, tr.next_obs, tr.terminated, tr.discount
+                tr.obs,
+                tr.actions,
+                tr.returns,
+                tr.next_obs,
+                tr.terminated,
+                tr.discount,
+                tr.next_mask,
             )
         if self.per is not None:
             self.per.on_add(self._all[where])

@@ -41,6 +41,7 @@ class NStepTransitions(NamedTuple):
     next_obs: np.ndarray  # (K, *obs_shape) the observation after the m-th reward
     terminated: np.ndarray  # (K,) float32, 1.0 only if the episode truly terminated in the window
     discount: np.ndarray  # (K,) float32, gamma^m
+    next_mask: np.ndarray | None = None  # (K, A) bool, next_obs's action mask (masks on)
 
 
 class NStepAccumulator:
@@ -86,6 +87,7 @@ class NStepAccumulator:
         next_obs_E: np.ndarray,
         terminated_E: np.ndarray,
         truncated_E: np.ndarray,
+        next_mask_EA: np.ndarray | None = None,
     ) -> NStepTransitions:
         """Add one vector step and return the transitions it completes.
 
@@ -97,6 +99,7 @@ class NStepAccumulator:
                 the reset observation of a vector-env autoreset).
             terminated_E: the episode reached a terminal state.
             truncated_E: the episode was cut (time limit); bootstraps, unlike termination.
+            next_mask_EA: the action mask of each next observation (None: no masks).
 
         Returns:
             The completed transitions, env by env, oldest window first within an env.
@@ -131,6 +134,7 @@ class NStepAccumulator:
             next_obs=np.asarray(next_obs_E)[env_K].astype(self._obs_ES.dtype, copy=False),
             terminated=terminated_E[env_K].astype(np.float32),
             discount=self._discount_ES[env_K, slot_K].astype(np.float32),
+            next_mask=None if next_mask_EA is None else np.asarray(next_mask_EA)[env_K],
         )
         self._pending_E = np.where(done_E, 0, np.minimum(pending_E, n - 1))
         self._ptr = (ptr + 1) % n

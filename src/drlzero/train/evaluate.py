@@ -1,4 +1,8 @@
-"""Greedy evaluation on a vector env: mean/std return, mean length, success rate."""
+"""Greedy evaluation on a vector env: mean/std return, mean length, success rate.
+
+With ``masked=True`` the action function also gets each step's action mask (``(E, A)`` from
+``info["action_mask"]``, see :mod:`drlzero.masks`): ``action_fn(obs, mask)``.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import numpy as np
 
 from drlzero.config import EnvConfig
 from drlzero.envs import episode_successes, make_vec_env
+from drlzero.masks import read_mask
 
-ActionFn = Callable[[np.ndarray], np.ndarray]
+ActionFn = Callable[..., np.ndarray]  # obs -> actions, or (obs, mask) -> actions when masked
 
 
 class Evaluator:
@@ -21,8 +26,17 @@ class Evaluator:
     measured on the same start states and differ only by the policy.
     """
 
-    def __init__(self, env_cfg: EnvConfig, episodes: int, seed: int, max_envs: int = 16) -> None:
+    def __init__(
+        self,
+        env_cfg: EnvConfig,
+        episodes: int,
+        seed: int,
+        max_envs: int = 16,
+        *,
+        masked: bool = False,
+    ) -> None:
         self.env_cfg = env_cfg
+        self.masked = masked
         self.episodes = episodes
         self.seed = seed
         self.n = min(episodes, max_envs)
@@ -32,7 +46,8 @@ class Evaluator:
         self.quota = np.array([episodes // self.n + (i < episodes % self.n) for i in range(self.n)])
 
     def __call__(self, action_fn: ActionFn) -> dict[str, float]:
-        obs, _ = self.envs.reset(seed=self.seed)
+        obs, info = self.envs.reset(seed=self.seed)
+        num_actions = int(getattr(self.envs.single_action_space, "n", 0))  # masks: Discrete
         done_count = np.zeros(self.n, dtype=int)
         ep_ret = np.zeros(self.n)
         ep_len = np.zeros(self.n, dtype=int)
@@ -40,7 +55,10 @@ class Evaluator:
         lengths: list[int] = []
         successes: list[float] = []
         while (done_count < self.quota).any():
-            actions = action_fn(obs)
+            if self.masked:  # the mask of these observations (next episode's after a reset)
+                actions = action_fn(obs, read_mask(info, self.n, num_actions))
+            else:
+                actions = action_fn(obs)
             obs, reward, term, trunc, info = self.envs.step(actions)
             ep_ret += reward
             ep_len += 1
@@ -73,10 +91,16 @@ def summarize(returns: list[float], lengths: list[int], successes: list[float]) 
 
 
 def evaluate_policy(
-    action_fn: ActionFn, env_cfg: EnvConfig, episodes: int = 10, seed: int = 0
+    action_fn: ActionFn,
+    env_cfg: EnvConfig,
+    episodes: int = 10,
+    seed: int = 0,
+    *,
+    masked: bool = False,
 ) -> dict[str, float]:
-    """Evaluate ``action_fn`` (a batch of observations -> actions) for ``episodes`` episodes."""
-    ev = Evaluator(env_cfg, episodes, seed)
+    """Evaluate ``action_fn`` (a batch of observations -> actions; with ``masked``, also the
+    batch's action masks) for ``episodes`` episodes."""
+    ev = Evaluator(env_cfg, episodes, seed, masked=masked)
     try:
         return ev(action_fn)
     finally:

@@ -33,6 +33,7 @@ from drlzero.envs import make_vec_env
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.envs.text import stack_obs
 from drlzero.exploration import build_explorer
+from drlzero.masks import MaskSource
 from drlzero.noisy import NoiseResetter, noisy_layers
 from drlzero.replay.memory import Replay
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
@@ -94,25 +95,31 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     explorer = build_explorer(cfg.exploration, int(act_space.n), t.total_steps)
     policy = QPolicy(q_net, explorer, device, compile=mode)
     reset_acting_noise = NoiseResetter(noisy_layers(q_net))
+    masks = MaskSource(cfg.env.action_mask, E, int(act_space.n))  # action masks (off: None)
     capacity = min(d.buffer_size, max(t.total_steps, d.batch_size))
     spec = stored_spec(q_net.encoder, obs_space)  # what a stored observation is
-    storage = ReplayBuffer(capacity, *spec, device=device, seed=t.seed + 1)
+    # with masks on, each transition also keeps its next state's mask (for the target's max)
+    n_mask = int(act_space.n) if masks.on else None
+    storage = ReplayBuffer(capacity, *spec, device=device, seed=t.seed + 1, num_actions=n_mask)
     buffer = Replay(storage, d, num_envs=E, total_steps=t.total_steps, seed=t.seed + 3)
     rng = np.random.default_rng(t.seed + 2)
-    evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
-    obs = prep(envs.reset(seed=t.seed)[0])
+    evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET, masked=masks.on)
+    raw_obs, reset_info = envs.reset(seed=t.seed)
+    obs, mask = prep(raw_obs), masks.reset(reset_info)  # mask: the acting mask (or None)
     vec_steps = updates = 0
     stats: dict[str, torch.Tensor] = {}
 
     def evaluate() -> dict[str, float]:
         q_net.eval()
-        result = evaluator(lambda o: policy.greedy(prep(o)))
+        result = evaluator(lambda o, m=None: policy.greedy(prep(o), m))  # m: action mask
         q_net.train()
         return result
 
     def state(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = _learner_state(q_net, target_net, learner)
         tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
+        if mask is not None:  # the acting mask of loop.obs
+            tensors["loop.mask"] = torch.from_numpy(mask.copy())
         meta.update(vec_steps=vec_steps, updates=updates, rng_numpy=rng_state(rng))
         meta["env_state"] = get_vec_env_state(envs)
         if t.save_buffer and name == "last":
@@ -137,18 +144,19 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         num_envs=E,
     ) as run:
         if run.loaded is not None:
-            vec_steps, updates, obs = _restore(
-                run, q_net, target_net, learner, buffer, envs, rng, prep
+            vec_steps, updates, obs, mask = _restore(
+                run, q_net, target_net, learner, buffer, envs, rng, prep, masks
             )
         while not run.done:
             reset_acting_noise()  # fresh exploration noise for every acting step (no-op without)
-            actions = policy.act(obs, run.step, rng)
+            actions = policy.act(obs, run.step, rng, mask)
             raw_next, reward, term, trunc, info = envs.step(actions)
             next_obs = prep(raw_next)
             done = term | trunc
             any_done = bool(done[0]) if E == 1 else bool(done.any())  # indexing: ~10x cheaper
             real_next = _real_next_obs(next_obs, any_done, info, prep)
-            buffer.add(obs, actions, reward, real_next, term, trunc)
+            mask, next_mask = masks.step(info, done)  # acting mask / stored next-state mask
+            buffer.add(obs, actions, reward, real_next, term, trunc, next_mask)
             obs = next_obs
             prev_step = run.step
             run.track(reward, done, info)  # E env steps; episode returns, lengths, successes
@@ -188,8 +196,10 @@ def _restore(
     envs: Any,
     rng: np.random.Generator,
     prep: Callable[[Any], np.ndarray],
-) -> tuple[int, int, np.ndarray]:
-    """Load what ``state`` saved into the loop's parts; returns (vec_steps, updates, obs)."""
+    masks: MaskSource,
+) -> tuple[int, int, np.ndarray, np.ndarray | None]:
+    """Load what ``state`` saved into the loop's parts; returns (vec_steps, updates, obs,
+    acting mask)."""
     assert run.loaded is not None
     tensors, meta = run.loaded
     load_module("q", q_net, tensors)
@@ -207,7 +217,8 @@ def _restore(
             stacklevel=3,
         )
         run.new_episodes()
-        obs = prep(envs.reset(seed=run.cfg.train.seed + meta["step"])[0])
-        return meta["vec_steps"], meta["updates"], obs
+        raw_obs, info = envs.reset(seed=run.cfg.train.seed + meta["step"])
+        return meta["vec_steps"], meta["updates"], prep(raw_obs), masks.reset(info)
     set_vec_env_state(envs, meta["env_state"])
-    return meta["vec_steps"], meta["updates"], tensors["loop.obs"].cpu().numpy()
+    mask = tensors["loop.mask"].numpy() if masks.on else None
+    return meta["vec_steps"], meta["updates"], tensors["loop.obs"].cpu().numpy(), mask

@@ -27,6 +27,22 @@ Termination: the end of the day (step 96). The registered time limit is the same
 
 Success: ``info["is_success"]`` on the final step is True when the occupant spent at most 1
 degree-hour outside the comfort band all day.
+
+House rules (the rule engine a learned policy is combined with): every ``reset``/``step`` info
+holds ``info["action_mask"]`` (12 bools, True = allowed in the returned state) and
+``info["rule_violations"]``, the steps of this episode whose action broke a rule. A step's rules
+are judged on the state the action is taken in:
+
+- *heat cut-off*: no heating while ``T_in >= preferred + 1 C`` (the awake comfort band's top:
+  no schedule wants the room warmer);
+- *cool cut-off*: no cooling while ``T_in <= preferred - 3 C`` (the night band's bottom);
+- *privacy*: curtains closed while the occupant is home and there is no sunlight over the step
+  (open curtains then neither light nor warm the room);
+- *empty room*: the lamp off while nobody is home.
+
+Off with the lamp off and the curtains closed (action 0) is always allowed. The rules never change
+the dynamics: an agent that ignores the mask (``env.action_mask=none``) may break them, and the
+count says how often; one that reads it (``env.action_mask=info``) never does.
 """
 
 from __future__ import annotations
@@ -57,6 +73,26 @@ DARK_EUR = 0.5  # EUR per hour home, awake and in the dark
 LIGHT_NEED = 0.3  # fraction of full daylight that counts as lit
 SLEEP_SETBACK = 2.0  # C cooler preferred while asleep
 SUCCESS_DEGREE_HOURS = 1.0
+COOL_CUTOFF_BELOW = SLEEP_SETBACK + COMFORT_BAND  # C below the preferred temperature
+
+
+def _mask_table() -> np.ndarray:
+    """``table[heat_ok, cool_ok, curtains_ok, lamp_ok]``: the 12 actions' flags for each
+    combination of the four rules' verdicts (a lookup, not array work, on every step)."""
+    a = np.arange(12)
+    thermostat, curtains, light = a // 4, (a // 2) % 2, a % 2
+    table = np.zeros((2, 2, 2, 2, 12), dtype=bool)
+    for heat, cool, open_ok, lamp_ok in np.ndindex(2, 2, 2, 2):
+        table[heat, cool, open_ok, lamp_ok] = (
+            ((thermostat != 1) | bool(heat))
+            & ((thermostat != 2) | bool(cool))
+            & ((curtains == 0) | bool(open_ok))
+            & ((light == 0) | bool(lamp_ok))
+        )
+    return table
+
+
+_MASKS = _mask_table()
 
 OBS_DIM = 12
 
@@ -103,6 +139,7 @@ class SmartHomeEnv(gym.Env):
         self.discomfort_dh = 0.0  # degree-hours outside the band while home
         self.energy_kwh = 0.0
         self.cost_eur = 0.0
+        self.rule_violations = 0
 
     # ------------------------------------------------------------------------------ schedule
     def hour(self) -> float:
@@ -167,10 +204,12 @@ class SmartHomeEnv(gym.Env):
         self.discomfort_dh = 0.0
         self.energy_kwh = 0.0
         self.cost_eur = 0.0
-        return self._obs(), {}
+        self.rule_violations = 0
+        return self._obs(), self._rules_info({})
 
     def step(self, action: int) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         a = int(action)
+        self.rule_violations += int(not self.action_mask()[a])
         self.thermostat, self.curtains_open, self.light_on = a // 4, (a // 2) % 2, a % 2
         h = self.hour()
         sun = self.sunlight(h + STEP_H / 2)
@@ -195,7 +234,28 @@ class SmartHomeEnv(gym.Env):
             info["is_success"] = self.discomfort_dh <= SUCCESS_DEGREE_HOURS
             info["energy_kwh"] = self.energy_kwh
             info["discomfort_degree_hours"] = self.discomfort_dh
-        return self._obs(), -(energy_eur + discomfort_eur), terminated, False, info
+        return (
+            self._obs(),
+            -(energy_eur + discomfort_eur),
+            terminated,
+            False,
+            self._rules_info(info),
+        )
+
+    # ---------------------------------------------------------------------------- house rules
+    def action_mask(self) -> np.ndarray:
+        """The 12 actions' flags under the house rules in the current state (True = allowed)."""
+        h = self.hour()
+        present = self.present(h)
+        heat_ok = self.t_in < self.preferred + COMFORT_BAND
+        cool_ok = self.t_in > self.preferred - COOL_CUTOFF_BELOW
+        open_ok = not present or self.sunlight(h + STEP_H / 2) > 0.0  # privacy
+        return _MASKS[int(heat_ok), int(cool_ok), int(open_ok), int(present)]
+
+    def _rules_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        info["action_mask"] = self.action_mask().copy()
+        info["rule_violations"] = self.rule_violations
+        return info
 
     def discomfort(self, h: float, t_in: float, sun: float) -> tuple[float, float]:
         """(EUR of discomfort over one step, degrees outside the band) at hour ``h``."""
