@@ -332,7 +332,7 @@ class Run:
         """The loop's state is whole here: evaluate, log and checkpoint if due."""
         self.evaluation = None
         step = self.step
-        # most iterations: nothing due (two comparisons and a clock read, ~0.2 us)
+        # most iterations: nothing is due (three comparisons and a clock read)
         if step < self._next_due and time.monotonic() < self._save_by and step < self._total:
             return
         t = self.cfg.train
