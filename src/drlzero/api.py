@@ -139,7 +139,7 @@ def _check_resume_preset(config: Config | str | Path, cfg: Config, run_dir: Path
 
 
 def _run(cfg: Config, run_dir: Path, *, resume: bool, ray_address: str | None) -> TrainResult:
-    if cfg.distributed.mode == "apex":  # issue 8: Ape-X on Ray
+    if cfg.distributed.mode == "apex":  # Ape-X on Ray
         from drlzero.distributed.apex import train_apex
 
         return train_apex(cfg, run_dir, resume=resume, ray_address=ray_address)
@@ -204,7 +204,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     load_module("q", q_net, tensors)
     q_net.to(dev).eval()
     greedy = QPolicy(q_net, None, dev).greedy
-    prep = env_boundary(q_net.encoder)  # tokens -> cached embeddings etc. (issue 4)
+    prep = env_boundary(q_net.encoder)  # tokens -> cached embeddings etc.
     return Agent(cfg, lambda obs, action_mask=None: greedy(prep(obs), action_mask), checkpoint)
 
 
@@ -335,7 +335,7 @@ def record(
 
 
 def pretrain(data: str | Path, out: str | Path, **settings: Any) -> dict[str, Any]:
-    """Self-supervised pretraining of a state encoder (``drlzero pretrain``, issue 7).
+    """Self-supervised pretraining of a state encoder (``drlzero pretrain``).
 
     Args:
         data: a trajectory dataset directory (see :mod:`drlzero.pretrain.dataset`).
@@ -397,7 +397,7 @@ def collect(
     seed: int = 0,
     num_envs: int = 1,
 ) -> list[Path]:
-    """Roll out a policy and write trajectory datasets (``drlzero collect``, issue #7).
+    """Roll out a policy and write trajectory datasets (``drlzero collect``).
 
     See :func:`drlzero.data.collect.collect` for the arguments and docs/data.md for the format.
     """

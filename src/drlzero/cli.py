@@ -140,7 +140,7 @@ def _add_collect_distill(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
-    """``drlzero pretrain`` (issue 7); flags mirror ``drlzero.pretrain.trainer.PretrainConfig``."""
+    """``drlzero pretrain``; flags mirror ``drlzero.pretrain.trainer.PretrainConfig``."""
     pt = sub.add_parser(
         "pretrain",
         help="self-supervised pretraining of a Transformer state encoder on trajectories",

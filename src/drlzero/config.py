@@ -183,7 +183,7 @@ class TrainConfig:
 
 @dataclass
 class DistributedConfig:
-    """Ape-X DQN on Ray (Horgan et al. 2018; issue 8): actors, a prioritized replay, one learner.
+    """Ape-X DQN on Ray (Horgan et al. 2018): actors, a prioritized replay, one learner.
 
     Under ``mode=apex`` replay is always prioritized (the ``dqn.per_*`` keys apply), each actor
     explores with its own fixed epsilon from the ladder (the ``exploration`` section is unused)

@@ -116,7 +116,7 @@ def build_q_network(cfg: Config, obs_space: gym.Space, action_space: gym.Space) 
             f"DQN needs a Discrete action space, but {cfg.env.id} has {action_space}; "
             "discretize the actions with a wrapper or choose a discrete-action env"
         )
-    if cfg.algo == "drrn":  # text actions: q(state, candidate) pairs (issue 4)
+    if cfg.algo == "drrn":  # text actions: q(state, candidate) pairs
         from drlzero.algos.drrn import build_drrn_network
 
         return build_drrn_network(cfg, obs_space, action_space)  # type: ignore[return-value]

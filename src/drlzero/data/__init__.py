@@ -1,4 +1,4 @@
-"""Trajectory datasets: collect them from policies, read them back lazily (issue #7).
+"""Trajectory datasets: collect them from policies, read them back lazily.
 
 See docs/data.md for the on-disk format.
 """

@@ -1,4 +1,4 @@
-"""Roll out a policy on one or several envs and write trajectory datasets (issue #7, part 1).
+"""Roll out a policy on one or several envs and write trajectory datasets.
 
 Policies: ``random``, ``baseline:NAME`` (a hand-written controller of
 :mod:`drlzero.envs.baselines`) or the directory of a trained run (greedy, or epsilon-greedy

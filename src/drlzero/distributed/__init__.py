@@ -1,4 +1,4 @@
-"""Distributed training on Ray (issue 8): Ape-X DQN (:mod:`.apex`) and seed/grid sweeps
+"""Distributed training on Ray: Ape-X DQN (:mod:`.apex`) and seed/grid sweeps
 (:mod:`.sweep`).
 
 Ray is an optional extra (``pip install 'drlzero[ray]'``), imported only here and only when a

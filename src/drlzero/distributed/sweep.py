@@ -1,4 +1,4 @@
-"""Seed and grid sweeps on Ray: every trial a normal :func:`drlzero.train` run (issue 8).
+"""Seed and grid sweeps on Ray: every trial a normal :func:`drlzero.train` run.
 
 ``drlzero sweep cartpole-dqn --seeds 1,2,3 --grid dqn.lr=0.001,0.002`` runs 2 settings x 3 seeds
 as plain Ray tasks (1 CPU and 1 torch thread each), one run directory per trial under the sweep

@@ -48,7 +48,7 @@ def _reads_raw_obs(cfg: EncoderConfig) -> bool:
 
 def _build_text_encoder(name: str, cfg: EncoderConfig, space: gym.Space) -> nn.Module:
     """``pretrained`` (drlzero[lm]) or ``text_transformer`` over a Box of token ids; a
-    pretrained model with an observation tokenizer (issue 7) reads any Box it was trained on."""
+    pretrained model with an observation tokenizer reads any Box it was trained on."""
     raw_ok = name == "pretrained" and isinstance(space, gym.spaces.Box) and _reads_raw_obs(cfg)
     if not raw_ok and (not isinstance(space, gym.spaces.Box) or len(space.shape) != 1):
         raise ConfigError(
@@ -89,7 +89,7 @@ def _build_text_encoder(name: str, cfg: EncoderConfig, space: gym.Space) -> nn.M
 def build_encoder(cfg: EncoderConfig, obs_space: gym.Space) -> nn.Module:
     """Build the encoder named by ``cfg`` for ``obs_space`` (``auto`` picks by shape).
 
-    Text and multimodal encoders (issue 4) may define ``preprocess(obs) -> np.ndarray``, run at
+    Text and multimodal encoders may define ``preprocess(obs) -> np.ndarray``, run at
     the env boundary, and ``stored_shape``/``stored_dtype``, what the replay buffer then holds.
     """
     if cfg.name in ("pretrained", "text_transformer"):

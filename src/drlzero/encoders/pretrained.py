@@ -1,4 +1,4 @@
-"""A pretrained Hugging Face model as the state representer, frozen or fine-tuned (issue 4).
+"""A pretrained Hugging Face model as the state representer, frozen or fine-tuned.
 
 Shape legend: B batch, L tokens, H the backbone's hidden size, D ``features_dim``.
 
@@ -7,7 +7,7 @@ The backbone is any ``AutoModel`` (encoder or decoder) loaded from a local direc
 a hub; its hidden states are pooled (``mean`` over real tokens, ``cls`` = first token, ``last`` =
 last real token, for decoders) and projected to D features for the Q head.
 
-Non-text observations (issue 7): a model directory written by ``drlzero pretrain`` carries
+Non-text observations: a model directory written by ``drlzero pretrain`` carries
 ``obs_tokenizer.json`` (:mod:`drlzero.pretrain.obs_tokenizer`). The encoder then takes the env's
 raw vector (F,) or grid (C, H, W) observations and tokenizes them in :meth:`preprocess`, at the
 env boundary, so the buffer stores int32 ids (L,) (or, frozen with the cache, the (H,)

@@ -1,5 +1,5 @@
 """A small Transformer text encoder trained from scratch over token ids (the no-pretraining
-baseline of issue 4).
+baseline the pretrained encoders are compared with).
 
 Shape legend: B batch, L tokens, D ``d_model``.
 

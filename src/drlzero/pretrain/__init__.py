@@ -1,4 +1,4 @@
-"""Self-supervised pretraining of state encoders on trajectory datasets (issue 7).
+"""Self-supervised pretraining of state encoders on trajectory datasets.
 
 - :mod:`~drlzero.pretrain.obs_tokenizer`: vector/grid observations -> token ids for a BERT.
 - :mod:`~drlzero.pretrain.dataset`: the dataset layout, its reader and a small generator.

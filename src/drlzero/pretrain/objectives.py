@@ -1,4 +1,4 @@
-"""Self-supervised objectives for a state encoder, as pure functions of tensors (issue 7).
+"""Self-supervised objectives for a state encoder, as pure functions of tensors.
 
 Shape legend: B batch, L tokens, V vocabulary, A actions, D embedding size.
 

@@ -1,4 +1,4 @@
-"""Observation tokenizers: vector or grid observations -> token ids a standard BERT reads (issue 7).
+"""Observation tokenizers: vector or grid observations -> token ids a standard BERT reads.
 
 Shape legend: B batch, F features, C channels, H/W grid height/width, L tokens.
 

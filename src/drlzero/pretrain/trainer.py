@@ -1,4 +1,4 @@
-"""``drlzero pretrain``: self-supervised pretraining of a Transformer state encoder (issue 7).
+"""``drlzero pretrain``: self-supervised pretraining of a Transformer state encoder.
 
 Shape legend: B batch, L tokens, H hidden size, V vocabulary, A actions.
 

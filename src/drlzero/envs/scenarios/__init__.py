@@ -1,4 +1,4 @@
-"""Application scenarios as Gymnasium environments (issue 5), registered under ``drlzero/...``.
+"""Application scenarios as Gymnasium environments, registered under ``drlzero/...``.
 
 Importing this package registers every id (idempotently) without importing the env modules,
 which load on ``gymnasium.make``; the MuJoCo and SUMO backends need their extras only then.

@@ -72,7 +72,7 @@ class CatchBallEnv(gym.Env):
         obs_mode: ``vector`` (6 floats), ``pixels`` (uint8 32x32x2) or ``text`` (a sentence).
         render_mode: None or ``rgb_array`` (a 240x240 RGB frame).
         gravity: units/s^2 (default 2.0); with ``paddle_half_width`` it makes held-out
-            variants of the task with the same observation layout (``env.kwargs``, issue 7).
+            variants of the task with the same observation layout (``env.kwargs``).
         paddle_half_width: field units (default 0.07).
     """
 
