@@ -31,8 +31,9 @@ class Evaluator:
         # env i runs quota[i] episodes: a fixed allocation, so short episodes do not dominate.
         self.quota = np.array([episodes // self.n + (i < episodes % self.n) for i in range(self.n)])
 
-    def __call__(self, action_fn: ActionFn) -> dict[str, float]:
-        obs, _ = self.envs.reset(seed=self.seed)
+    def __call__(self, action_fn: ActionFn, *, pass_info: bool = False) -> dict[str, float]:
+        """Run the episodes; ``pass_info`` calls ``action_fn(obs, info)`` (info-held masks)."""
+        obs, info = self.envs.reset(seed=self.seed)
         done_count = np.zeros(self.n, dtype=int)
         ep_ret = np.zeros(self.n)
         ep_len = np.zeros(self.n, dtype=int)
@@ -40,7 +41,7 @@ class Evaluator:
         lengths: list[int] = []
         successes: list[float] = []
         while (done_count < self.quota).any():
-            actions = action_fn(obs)
+            actions = action_fn(obs, info) if pass_info else action_fn(obs)  # type: ignore[call-arg]
             obs, reward, term, trunc, info = self.envs.step(actions)
             ep_ret += reward
             ep_len += 1
@@ -73,11 +74,16 @@ def summarize(returns: list[float], lengths: list[int], successes: list[float]) 
 
 
 def evaluate_policy(
-    action_fn: ActionFn, env_cfg: EnvConfig, episodes: int = 10, seed: int = 0
+    action_fn: ActionFn,
+    env_cfg: EnvConfig,
+    episodes: int = 10,
+    seed: int = 0,
+    *,
+    pass_info: bool = False,
 ) -> dict[str, float]:
     """Evaluate ``action_fn`` (a batch of observations -> actions) for ``episodes`` episodes."""
     ev = Evaluator(env_cfg, episodes, seed)
     try:
-        return ev(action_fn)
+        return ev(action_fn, pass_info=pass_info)
     finally:
         ev.close()
