@@ -269,10 +269,17 @@ class ActorCritic(nn.Module):
     def dist_from(self, f_actor: torch.Tensor, mask_BA: torch.Tensor | None) -> ActionDist:
         out = self.policy_head(f_actor)
         if self.kind == "box":
-            return ActionDist("box", Normal(out, self.log_std.expand_as(out).exp()))  # type: ignore[union-attr]
+            return ActionDist(
+                "box", Normal(out, self.log_std.expand_as(out).exp(), validate_args=False)
+            )  # type: ignore[union-attr]
         if self.kind == "discrete":
-            return ActionDist("discrete", [Categorical(logits=masked_logits(out, mask_BA))])
-        return ActionDist("multi", [Categorical(logits=x) for x in out.split(self.splits, 1)])
+            return ActionDist(
+                "discrete", [Categorical(logits=masked_logits(out, mask_BA), validate_args=False)]
+            )
+        return ActionDist(
+            "multi",
+            [Categorical(logits=x, validate_args=False) for x in out.split(self.splits, 1)],
+        )
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(obs), shape (B,)."""

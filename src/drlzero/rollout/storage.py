@@ -44,30 +44,26 @@ class RolloutBuffer:
     ) -> None:
         T, E = n_steps, num_envs
         self.T, self.E = T, E
-        dev = torch.device(device)
-        self.device = dev
-        self.obs = torch.zeros(
-            (T, E, *obs_shape), dtype=torch.from_numpy(np.zeros(0, obs_dtype)).dtype, device=dev
-        )
-        self.actions = torch.zeros((T, E, *action_shape), dtype=action_dtype, device=dev)
-        f32 = {"dtype": torch.float32, "device": dev}
-        self.logp = torch.zeros((T, E), **f32)
-        self.values = torch.zeros((T, E), **f32)
-        self.rewards = torch.zeros((T, E), **f32)
-        self.final_values = torch.zeros((T, E), **f32)
-        self.terminated = torch.zeros((T, E), dtype=torch.bool, device=dev)
-        self.ended = torch.zeros((T, E), dtype=torch.bool, device=dev)
-        self.masks = (
-            None
-            if num_actions is None
-            else torch.ones((T, E, num_actions), dtype=torch.bool, device=dev)
-        )
-        self.advantages = torch.zeros((T, E), **f32)
-        self.returns = torch.zeros((T, E), **f32)
+        self.device = torch.device(device)
+        self.action_dtype = action_dtype
+        # Steps are written into NumPy arrays (cheap per-step copies) and moved to the learner's
+        # device once per rollout, in finish().
+        np_act = np.float32 if action_dtype.is_floating_point else np.int64
+        self._np: dict[str, np.ndarray] = {
+            "obs": np.zeros((T, E, *obs_shape), obs_dtype),
+            "actions": np.zeros((T, E, *action_shape), np_act),
+            "logp": np.zeros((T, E), np.float32),
+            "values": np.zeros((T, E), np.float32),
+            "rewards": np.zeros((T, E), np.float32),
+            "final_values": np.zeros((T, E), np.float32),
+            "terminated": np.zeros((T, E), bool),
+            "ended": np.zeros((T, E), bool),
+        }
+        if num_actions is not None:
+            self._np["masks"] = np.ones((T, E, num_actions), bool)
+        self.has_masks = num_actions is not None
+        self.tensors: dict[str, torch.Tensor] = {}
         self.t = 0
-
-    def _put(self, dst: torch.Tensor, src: np.ndarray) -> None:
-        dst[self.t] = torch.as_tensor(np.asarray(src), device=self.device).to(dst.dtype)
 
     def add(
         self,
@@ -82,35 +78,51 @@ class RolloutBuffer:
         mask_EA: np.ndarray | None = None,
     ) -> None:
         """Store one vector step (all arrays lead with E)."""
-        for dst, src in (
-            (self.obs, obs),
-            (self.actions, actions),
-            (self.logp, logp),
-            (self.values, values),
-            (self.rewards, rewards),
-            (self.terminated, terminated),
-            (self.ended, ended),
-            (self.final_values, final_values),
-        ):
-            self._put(dst, src)
-        if self.masks is not None:
-            self._put(
-                self.masks, np.ones(self.masks.shape[1:], bool) if mask_EA is None else mask_EA
-            )
+        a, t = self._np, self.t
+        a["obs"][t] = obs
+        a["actions"][t] = actions
+        a["logp"][t] = logp
+        a["values"][t] = values
+        a["rewards"][t] = rewards
+        a["terminated"][t] = terminated
+        a["ended"][t] = ended
+        a["final_values"][t] = final_values
+        if self.has_masks:
+            a["masks"][t] = True if mask_EA is None else mask_EA
         self.t += 1
 
     @property
     def full(self) -> bool:
         return self.t == self.T
 
+    @property
+    def values(self) -> torch.Tensor:
+        """V(s_t), (T, E), on the device (after :meth:`finish`)."""
+        return self.tensors["values"]
+
+    @property
+    def advantages(self) -> torch.Tensor:
+        """GAE advantages, (T, E) (after :meth:`finish`)."""
+        return self.tensors["advantages"]
+
+    @property
+    def returns(self) -> torch.Tensor:
+        """Value targets advantages + values, (T, E) (after :meth:`finish`)."""
+        return self.tensors["returns"]
+
     def finish(self, last_values_E: np.ndarray, gamma: float, lam: float) -> None:
-        """Advantages and returns once the rollout is full; ``last_values_E`` = V(s_T)."""
+        """Move the rollout to the device and compute advantages and returns once it is full;
+        ``last_values_E`` = V(s_T)."""
+        if not self.full:
+            raise RuntimeError(f"rollout holds {self.t} of {self.T} steps; fill it first")
+        x = {k: torch.from_numpy(v).to(self.device) for k, v in self._np.items()}
         last = torch.as_tensor(np.asarray(last_values_E), dtype=torch.float32, device=self.device)
-        following = torch.cat([self.values[1:], last[None]], dim=0)  # V(s_{t+1}) as stored
-        next_values = torch.where(self.ended, self.final_values, following)
-        self.advantages, self.returns = gae(
-            self.rewards, self.values, next_values, self.terminated, self.ended, gamma, lam
+        following = torch.cat([x["values"][1:], last[None]], dim=0)  # V(s_{t+1}) as stored
+        next_values = torch.where(x["ended"], x["final_values"], following)
+        x["advantages"], x["returns"] = gae(
+            x["rewards"], x["values"], next_values, x["terminated"], x["ended"], gamma, lam
         )
+        self.tensors = x
 
     def epoch(self, num_minibatches: int) -> list[Minibatch]:
         """One shuffled pass: ``num_minibatches`` minibatches of T*E/num_minibatches samples
@@ -126,19 +138,15 @@ class RolloutBuffer:
 
     def _flat(self) -> tuple[torch.Tensor | None, ...]:
         n = self.T * self.E
+        x = self.tensors
 
-        def f(x: torch.Tensor) -> torch.Tensor:
-            return x.reshape(n, *x.shape[2:])
+        def f(key: str) -> torch.Tensor | None:
+            return x[key].reshape(n, *x[key].shape[2:]) if key in x else None
 
-        return (
-            f(self.obs),
-            f(self.actions),
-            f(self.logp),
-            f(self.values),
-            f(self.advantages),
-            f(self.returns),
-            None if self.masks is None else f(self.masks),
+        return tuple(
+            f(k) for k in ("obs", "actions", "logp", "values", "advantages", "returns", "masks")
         )
 
     def reset(self) -> None:
         self.t = 0
+        self.tensors = {}
