@@ -219,6 +219,12 @@ def test_orthogonal_init_gains() -> None:
     assert float(net.policy_head.bias.detach().abs().sum()) == 0.0
 
 
+def test_discrete_start_offset_reaches_the_env_only() -> None:
+    space = gym.spaces.Discrete(3, start=-1)
+    policy = PPOPolicy(_net(space), space, torch.device("cpu"))
+    np.testing.assert_array_equal(policy.env_actions(np.array([0, 2])), [-1, 1])
+
+
 def test_multidiscrete_log_prob_is_sum_of_parts() -> None:
     net = _net(gym.spaces.MultiDiscrete([3, 2]))
     dist, _ = net(torch.zeros(1, 4))

@@ -329,6 +329,10 @@ class PPOPolicy:
         self.device = device
         self.kind = net.kind
         self.low = self.high = None
+        # Discrete/MultiDiscrete spaces may start at a nonzero action: the network works with
+        # 0-based indices (what log-probs are taken of), the env gets them shifted.
+        start = getattr(action_space, "start", 0)
+        self.start = None if self.kind == "box" or not np.any(start) else np.asarray(start)
         if self.kind == "box":
             self.low = np.asarray(action_space.low, np.float32)  # type: ignore[attr-defined]
             self.high = np.asarray(action_space.high, np.float32)  # type: ignore[attr-defined]
@@ -337,10 +341,11 @@ class PPOPolicy:
         return None if x is None else torch.as_tensor(x, device=self.device)
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
-        """What the env is stepped with: Box actions clipped to the bounds."""
+        """What the env is stepped with: Box actions clipped to the bounds, indices shifted by
+        the space's ``start``."""
         if self.kind == "box":
             return np.clip(actions, self.low, self.high)
-        return actions
+        return actions if self.start is None else actions + self.start
 
     @torch.no_grad()
     def act(
