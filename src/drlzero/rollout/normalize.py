@@ -4,8 +4,9 @@
 every observation the training envs return. ``RewardScaler``: reward -> clip(r / sqrt(var_R +
 eps), -c, c) where var_R is the running variance of each env's discounted return
 R_t = gamma * R_{t-1} + r_t (reset at episode ends); the reward is scaled, not centred, so its
-sign survives. Both follow the wrappers CleanRL's continuous-control PPO uses; both are saved in
-checkpoints (evaluation reuses the frozen observation statistics).
+sign survives. The moments are shared by all E envs of the vector env (as SB3's VecNormalize
+keeps them; CleanRL's per-env wrappers keep one set per env). Both are saved in checkpoints;
+evaluation reuses the frozen observation statistics.
 """
 
 from __future__ import annotations
