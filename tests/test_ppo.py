@@ -342,6 +342,30 @@ def test_smoke_each_action_space(tmp_path: Path, fast, env_id: str, extra: list[
         assert any(row["loss"] for row in csv.DictReader(f))
 
 
+@pytest.mark.parametrize(
+    "preset,needs",
+    [
+        ("cartpole-ppo", None),
+        ("acrobot-ppo", None),
+        ("lunarlander-ppo", "Box2D"),
+        ("catchball-ppo", None),
+        ("minatar-breakout-ppo", "minatar"),
+        ("armreach-ppo", "mujoco"),
+    ],
+)
+def test_each_ppo_preset_runs_one_short_rollout(
+    tmp_path: Path, fast, preset: str, needs: str | None
+) -> None:
+    if needs is not None:
+        pytest.importorskip(needs)
+    cfg = load_config(preset)
+    steps = 4 * cfg.env.num_envs
+    overrides = [*fast, "ppo.n_steps=4", "ppo.num_minibatches=2", "ppo.n_epochs=1",
+                 f"train.total_steps={steps}", "train.eval_episodes=1"]  # fmt: skip
+    result = drlzero.train(load_config(preset, overrides=overrides), out=tmp_path / "run")
+    assert result.steps == steps
+
+
 def test_masked_env_training_obeys_masks(tmp_path: Path, fast) -> None:
     # MaskedChoice raises on a forbidden action: 1024 steps of sampling and evaluating prove it
     result = _run(tmp_path, fast, "env.id=drlzero-test/MaskedChoice-v0", "env.num_envs=4",
