@@ -5,7 +5,8 @@ Counting: ``step`` is env steps summed over the E parallel envs; one rollout is
 (the first boundary at or past each cadence mark). Checkpoints are taken only there, so a
 checkpoint holds weights, optimizer, torch RNG, normalisers, env states, the current
 observations and episode counters, and no partial rollout: ``--resume`` of a killed run replays
-the interrupted rollout exactly.
+the interrupted rollout exactly. The learning rate anneals over ``ceil(total_steps / rollout)``
+updates, so resuming with a larger ``--total-steps`` stretches the rest of the schedule.
 
 Under SAME_STEP autoreset the step that ends an episode returns the next episode's first
 observation; the true last one (``info["final_obs"]``) gives the bootstrap value of a truncated
@@ -159,6 +160,8 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         load_module("ac", net, tensors)
         load_optimizer(learner.optimizer, tensors, meta["optim_groups"])
         torch.set_rng_state(tensors["rng.torch"].cpu())
+        if "rng.cuda" in tensors and device.type == "cuda":  # actions are sampled on the GPU
+            torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), device)
         step, updates = meta["step"], meta["updates"]
         best = -math.inf if meta["best_eval_return"] is None else meta["best_eval_return"]
         elapsed, recent, episodes = meta["elapsed_s"], meta["recent"], meta["episodes"]
@@ -199,6 +202,8 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         opt_t, groups = optimizer_tensors(learner.optimizer)
         tensors.update(opt_t)
         tensors["rng.torch"] = torch.get_rng_state()
+        if device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
         tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
         if mask is not None:
             tensors["loop.mask"] = torch.from_numpy(np.ascontiguousarray(mask))
