@@ -439,6 +439,14 @@ def test_mask_key_without_dict_obs_is_config_error(tmp_path: Path, fast) -> None
         _run(tmp_path, fast, "ppo.mask_key=action_mask")
 
 
+def test_distill_of_a_ppo_run_is_a_one_line_error(tmp_path: Path, fast) -> None:
+    from drlzero.train.teacher import load_q_run
+
+    result = _run(tmp_path, fast, "train.total_steps=32")
+    with pytest.raises(UserError, match="is a PPO run"):
+        load_q_run(result.run_dir)
+
+
 def test_config_checks() -> None:
     with pytest.raises(ConfigError, match=r"divisible by ppo\.num_minibatches"):
         load_config(None, overrides=["algo=ppo", "ppo.n_steps=10", "ppo.num_minibatches=3"])
