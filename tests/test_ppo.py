@@ -82,6 +82,20 @@ class MultiChoice(gym.Env):
         return np.zeros(3, np.float32), float((np.asarray(action) == 0).sum()), False, False, {}
 
 
+class SetObs(MultiChoice):
+    """A set of 3 tokens of width 4 (for the transformer encoder), Discrete(2) actions."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3, 4), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros((3, 4), np.float32), {}
+
+    def step(self, action):
+        return np.zeros((3, 4), np.float32), float(action), False, False, {}
+
+
 class TupleActions(MultiChoice):
     action_space = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(2)))
 
@@ -92,6 +106,7 @@ for _id, _cls, _kw in (
     ("drlzero-test/BadMask-v0", BadMask, {}),
     ("drlzero-test/MultiChoice-v0", MultiChoice, {}),
     ("drlzero-test/TupleActions-v0", TupleActions, {}),
+    ("drlzero-test/SetObs-v0", SetObs, {}),
 ):
     if _id not in gym.registry:
         gym.register(_id, entry_point=_cls, kwargs=_kw, max_episode_steps=10)
@@ -327,6 +342,7 @@ def test_truncation_bootstraps_from_the_true_final_obs(tmp_path: Path, fast, mon
         ("Pendulum-v1", ["ppo.normalize_obs=true", "ppo.normalize_reward=true"]),
         ("drlzero-test/MaskedChoice-v0", ["ppo.shared_encoder=true"]),
         ("drlzero-test/MaskedChoiceObs-v0", ["ppo.mask_key=action_mask"]),
+        ("drlzero-test/SetObs-v0", ["encoder.name=transformer", "encoder.d_model=16"]),
     ],
 )
 def test_smoke_each_action_space(tmp_path: Path, fast, env_id: str, extra: list[str]) -> None:
