@@ -268,7 +268,7 @@ def test_masked_actions_are_never_chosen(envs: int, actions: int, seed: int) -> 
         assert np.isfinite(logp).all()
     assert mask[np.arange(envs), policy.greedy(obs, mask)].all()
     dist, _ = net(torch.as_tensor(obs), torch.as_tensor(mask))
-    probs = dist.parts[0].probs.detach().numpy()  # type: ignore[index]
+    probs = dist.cats[0].probs.detach().numpy()
     assert (probs[~mask] == 0).all()
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
 

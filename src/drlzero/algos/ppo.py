@@ -147,41 +147,43 @@ def ppo_loss(
 class ActionDist:
     """A batch of action distributions with summed log-probs and entropies.
 
-    ``kind`` is ``discrete`` (one Categorical), ``multi`` (independent Categoricals, one per
-    sub-action) or ``box`` (diagonal Gaussian).
+    Either ``cats`` (one Categorical for Discrete, one per sub-action for MultiDiscrete; their
+    log-probs and entropies add, the sub-actions being independent) or ``normal`` (a diagonal
+    Gaussian, summed over the D action dimensions).
     """
 
-    def __init__(self, kind: str, parts: list[Categorical] | Normal) -> None:
-        self.kind = kind
-        self.parts = parts
+    def __init__(
+        self, cats: list[Categorical] | None = None, normal: Normal | None = None, *, multi: bool
+    ) -> None:
+        self.cats = cats or []
+        self.normal = normal
+        self.multi = multi
 
     def sample(self) -> torch.Tensor:
-        if self.kind == "discrete":
-            return self.parts[0].sample()  # type: ignore[index]
-        if self.kind == "multi":
-            return torch.stack([c.sample() for c in self.parts], dim=1)  # type: ignore[union-attr]
-        return self.parts.sample()  # type: ignore[union-attr]
+        if self.normal is not None:
+            return self.normal.sample()
+        if not self.multi:
+            return self.cats[0].sample()
+        return torch.stack([c.sample() for c in self.cats], dim=1)
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
-        if self.kind == "discrete":
-            return self.parts[0].log_prob(actions)  # type: ignore[index]
-        if self.kind == "multi":
-            return sum(c.log_prob(actions[:, k]) for k, c in enumerate(self.parts))  # type: ignore
-        return self.parts.log_prob(actions).sum(dim=1)  # type: ignore[union-attr]
+        if self.normal is not None:
+            return self.normal.log_prob(actions).sum(dim=1)
+        if not self.multi:
+            return self.cats[0].log_prob(actions)
+        return torch.stack([c.log_prob(actions[:, k]) for k, c in enumerate(self.cats)]).sum(0)
 
     def entropy(self) -> torch.Tensor:
-        if self.kind == "discrete":
-            return self.parts[0].entropy()  # type: ignore[index]
-        if self.kind == "multi":
-            return sum(c.entropy() for c in self.parts)  # type: ignore[union-attr,return-value]
-        return self.parts.entropy().sum(dim=1)  # type: ignore[union-attr]
+        if self.normal is not None:
+            return self.normal.entropy().sum(dim=1)
+        return torch.stack([c.entropy() for c in self.cats]).sum(0)
 
     def mode(self) -> torch.Tensor:
         """The greedy action: argmax of each categorical, the Gaussian mean."""
-        if self.kind == "box":
-            return self.parts.mean  # type: ignore[union-attr]
-        modes = [c.logits.argmax(dim=1) for c in self.parts]  # type: ignore[union-attr]
-        return modes[0] if self.kind == "discrete" else torch.stack(modes, dim=1)
+        if self.normal is not None:
+            return self.normal.mean
+        modes = [c.logits.argmax(dim=1) for c in self.cats]
+        return torch.stack(modes, dim=1) if self.multi else modes[0]
 
 
 def space_kind(space: gym.Space) -> str:
@@ -269,17 +271,13 @@ class ActorCritic(nn.Module):
     def dist_from(self, f_actor: torch.Tensor, mask_BA: torch.Tensor | None) -> ActionDist:
         out = self.policy_head(f_actor)
         if self.kind == "box":
-            return ActionDist(
-                "box", Normal(out, self.log_std.expand_as(out).exp(), validate_args=False)
-            )  # type: ignore[union-attr]
+            std = self.log_std.expand_as(out).exp()  # type: ignore[union-attr]
+            return ActionDist(normal=Normal(out, std, validate_args=False), multi=False)
         if self.kind == "discrete":
-            return ActionDist(
-                "discrete", [Categorical(logits=masked_logits(out, mask_BA), validate_args=False)]
-            )
-        return ActionDist(
-            "multi",
-            [Categorical(logits=x, validate_args=False) for x in out.split(self.splits, 1)],
-        )
+            logits = masked_logits(out, mask_BA)
+            return ActionDist([Categorical(logits=logits, validate_args=False)], multi=False)
+        parts = [Categorical(logits=x, validate_args=False) for x in out.split(self.splits, 1)]
+        return ActionDist(parts, multi=True)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(obs), shape (B,)."""
