@@ -147,6 +147,10 @@ def _run(cfg: Config, run_dir: Path, *, resume: bool, ray_address: str | None) -
         from drlzero.algos.tabular import train_tabular
 
         return train_tabular(cfg, run_dir, resume=resume)
+    if cfg.algo == "ppo":
+        from drlzero.train.onpolicy import train_ppo
+
+        return train_ppo(cfg, run_dir, resume=resume)
     from drlzero.train.loop import train_dqn
 
     return train_dqn(cfg, run_dir, resume=resume)
@@ -163,12 +167,16 @@ def _check_distributed(cfg: Config, ray_address: str | None) -> None:
 
 class Agent:
     """A trained agent loaded from a run directory: ``agent.act(obs_batch) -> actions``, or
-    ``agent.act(obs_batch, action_mask)`` to act among the allowed actions (``(B, A)`` bools)."""
+    ``agent.act(obs_batch, action_mask)`` to act among the allowed actions (``(B, A)`` bools).
 
-    def __init__(self, cfg: Config, act_fn: Any, checkpoint: str) -> None:
+    ``takes_info``: ``act(obs_batch, info)`` instead reads the masks from the vector env's info.
+    """
+
+    def __init__(self, cfg: Config, act_fn: Any, checkpoint: str, takes_info: bool = False) -> None:
         self.config = cfg
         self.act = act_fn
         self.checkpoint = checkpoint
+        self.takes_info = takes_info
 
 
 def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Agent:
@@ -191,6 +199,8 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
         if "q_table" not in tensors:
             raise CheckpointError(f"{folder}/{checkpoint} holds no Q table; is config.yaml right?")
         return Agent(cfg, TabularPolicy(tensors["q_table"].numpy()).greedy, checkpoint)
+    if cfg.algo == "ppo":
+        return _ppo_agent(cfg, tensors, _meta, checkpoint, device)
 
     from drlzero.algos.dqn import QPolicy, build_q_network
     from drlzero.encoders import env_boundary
@@ -206,6 +216,47 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     greedy = QPolicy(q_net, None, dev).greedy
     prep = env_boundary(q_net.encoder)  # tokens -> cached embeddings etc.
     return Agent(cfg, lambda obs, action_mask=None: greedy(prep(obs), action_mask), checkpoint)
+
+
+def _ppo_agent(
+    cfg: Config, tensors: dict[str, Any], meta: dict[str, Any], checkpoint: str, device: str
+) -> Agent:
+    """PPO's greedy actor (argmax / Gaussian mean) with the run's frozen observation statistics
+    and its action masks (from info or the observation key)."""
+    from drlzero.algos.ppo import PPOPolicy, build_actor_critic
+    from drlzero.encoders import env_boundary, stored_spec
+    from drlzero.envs import make_env
+    from drlzero.masks import mask_from_obs, read_mask
+    from drlzero.rollout import ObsNormalizer
+    from drlzero.train.onpolicy import ObsView
+    from drlzero.utils import pick_device
+
+    env = make_env(cfg.env)
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    view = ObsView(obs_space, cfg.ppo.mask_key)
+    net = build_actor_critic(cfg, view.space, act_space)
+    load_module("ac", net, tensors)
+    dev = pick_device(device)
+    net.to(dev).eval()
+    policy = PPOPolicy(net, act_space, dev)
+    prep = env_boundary(net.encoder)
+    norm = ObsNormalizer(stored_spec(net.encoder, view.space)[0], enabled=cfg.ppo.normalize_obs)
+    norm.rms.load(meta["obs_rms"])
+    p = cfg.ppo
+    n_act = int(act_space.n) if hasattr(act_space, "n") else None
+
+    def act(obs: Any, info: dict[str, Any] | None = None) -> np.ndarray:
+        data = view.split(obs)
+        n = len(data)
+        mask = None
+        if n_act is not None and p.mask_key:
+            mask = mask_from_obs(obs, p.mask_key, n, n_act)
+        elif n_act is not None and info is not None:
+            mask = read_mask(info, n, n_act)
+        return policy.greedy(norm(np.asarray(prep(data))), mask)
+
+    return Agent(cfg, act, checkpoint, takes_info=True)
 
 
 def evaluate(
@@ -240,7 +291,8 @@ def evaluate(
     cfg = agent.config
     eval_seed = cfg.train.seed + 20_000 if seed is None else seed
     masked = cfg.env.action_mask != "none"  # greedy among the allowed actions, as in training
-    result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked)
+    info = agent.takes_info
+    result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked, pass_info=info)
     if paraphrases is not None:
         import dataclasses
 
@@ -252,7 +304,9 @@ def evaluate(
             )
         mapping = load_paraphrases(paraphrases)
         env_cfg = dataclasses.replace(cfg.env, kwargs={**cfg.env.kwargs, "paraphrases": mapping})
-        para = evaluate_policy(agent.act, env_cfg, episodes, eval_seed, masked=masked)
+        para = evaluate_policy(
+            agent.act, env_cfg, episodes, eval_seed, masked=masked, pass_info=info
+        )
         result["paraphrase_success_rate"] = para["success_rate"]
         result["paraphrase_mean_return"] = para["mean_return"]
     out = json_safe(result)
@@ -323,7 +377,7 @@ def record(
         while not done:
             mask = info.get("action_mask") if agent.config.env.action_mask != "none" else None
             action = agent.act(np.asarray(obs)[None], None if mask is None else mask[None])[0]
-            obs, _r, term, trunc, info = env.step(int(action))
+            obs, _r, term, trunc, info = env.step(int(action) if np.ndim(action) == 0 else action)
             done = term or trunc
             frames.append(env.render())  # type: ignore[arg-type]
     env.close()

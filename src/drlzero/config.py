@@ -132,6 +132,43 @@ class DQNConfig:
 
 
 @dataclass
+class PPOConfig:
+    """Proximal Policy Optimization (Schulman et al. 2017), clipped surrogate, with GAE.
+
+    One rollout is ``n_steps`` vector steps of ``env.num_envs`` envs; each update runs
+    ``n_epochs`` passes over it in ``num_minibatches`` shuffled minibatches.
+    """
+
+    n_steps: int = _f(128, "vector steps per env in one rollout (rollout = n_steps * num_envs)")
+    num_minibatches: int = _f(4, "minibatches per epoch (minibatch = rollout / num_minibatches)")
+    n_epochs: int = _f(4, "passes over each rollout")
+    gamma: float = _f(0.99, "discount factor")
+    gae_lambda: float = _f(0.95, "GAE lambda (1: Monte Carlo advantages, 0: one-step TD)")
+    clip_coef: float = _f(0.2, "surrogate clip range epsilon on the probability ratio")
+    clip_vloss: bool = _f(True, "clip the value update to +-clip_coef around the old value")
+    ent_coef: float = _f(0.01, "entropy bonus weight")
+    vf_coef: float = _f(0.5, "value loss weight")
+    max_grad_norm: float | None = _f(0.5, "global gradient-norm clip (None: off)")
+    lr: float = _f(2.5e-4, "Adam learning rate")
+    adam_eps: float = _f(1e-5, "Adam epsilon")
+    anneal_lr: bool = _f(True, "anneal the learning rate linearly to 0 over total_steps")
+    norm_adv: bool = _f(True, "normalise advantages per minibatch")
+    target_kl: float | None = _f(None, "stop an update's epochs once approx KL exceeds this")
+    normalize_obs: bool = _f(False, "running mean/std observation normalisation (clipped)")
+    normalize_reward: bool = _f(
+        False, "scale rewards by the running std of the discounted return (clipped)"
+    )
+    clip_obs: float = _f(10.0, "normalised observations are clipped to +-this")
+    clip_reward: float = _f(10.0, "normalised rewards are clipped to +-this")
+    log_std_init: float = _f(0.0, "Box actions: initial state-independent log std")
+    shared_encoder: bool = _f(False, "actor and critic share one encoder (False: one each)")
+    ortho_init: bool = _f(True, "orthogonal init: sqrt(2) hidden, 0.01 policy head, 1 value head")
+    mask_key: str = _f(
+        "", "Dict observations: the key holding the action mask ('': info['action_mask'])"
+    )
+
+
+@dataclass
 class TabularConfig:
     """Tabular Q-learning, SARSA and Expected SARSA (Sutton & Barto 2018, ch. 6)."""
 
@@ -214,7 +251,7 @@ class DistributedConfig:
     object_store_mb: int = _f(384, "apex/sweep: object store cap of a local Ray, MB")
 
 
-ALGOS = ("dqn", "drrn", "qlearning", "sarsa", "expected_sarsa")
+ALGOS = ("dqn", "drrn", "ppo", "qlearning", "sarsa", "expected_sarsa")
 ENCODER_NAMES = (
     "auto",
     "mlp",
@@ -233,11 +270,12 @@ ENV_WRAPPERS = ("atari",)
 class Config:
     """A whole run. Sections match the YAML preset keys and ``section.key=value`` overrides."""
 
-    algo: str = _f("dqn", "dqn | drrn (text actions) | qlearning | sarsa | expected_sarsa")
+    algo: str = _f("dqn", "dqn | drrn (text actions) | ppo | qlearning | sarsa | expected_sarsa")
     name: str = _f("custom", "run name (the preset name by default)")
     env: EnvConfig = field(default_factory=EnvConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
     tabular: TabularConfig = field(default_factory=TabularConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -325,7 +363,28 @@ class Config:
             if getattr(t, key) < 0:
                 raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 0")
         self._validate_distributed()
+        self._validate_ppo()
         return self
+
+    def _validate_ppo(self) -> None:
+        p = self.ppo
+        for key in ("n_steps", "num_minibatches", "n_epochs", "lr", "adam_eps"):
+            _positive(f"ppo.{key}", getattr(p, key))
+        for key in ("gamma", "gae_lambda"):
+            _unit(f"ppo.{key}", getattr(p, key))
+        for key in ("clip_coef", "clip_obs", "clip_reward"):
+            _positive(f"ppo.{key}", getattr(p, key))
+        for key in ("ent_coef", "vf_coef"):
+            if getattr(p, key) < 0:
+                raise ConfigError(f"ppo.{key}={getattr(p, key)} must be >= 0")
+        for key in ("max_grad_norm", "target_kl"):
+            if getattr(p, key) is not None:
+                _positive(f"ppo.{key}", getattr(p, key))
+        if self.algo == "ppo" and (p.n_steps * self.env.num_envs) % p.num_minibatches:
+            raise ConfigError(
+                f"ppo.n_steps * env.num_envs = {p.n_steps * self.env.num_envs} must be divisible "
+                f"by ppo.num_minibatches={p.num_minibatches}"
+            )
 
     def _validate_distributed(self) -> None:
         x = self.distributed

@@ -66,6 +66,11 @@ def load_q_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     if checkpoint not in ("best", "last"):
         raise UserError(f"checkpoint {checkpoint!r} must be 'best' or 'last'")
     cfg = read_run_config(run)
+    if cfg.algo == "ppo":
+        raise UserError(
+            f"{run} is a PPO run: distill and collect --policy read Q-value runs (DQN, tabular);"
+            " pass one of those"
+        )
     folder = run / "checkpoints"
     if checkpoint == "best" and not (folder / "best.json").is_file():
         checkpoint = "last"
