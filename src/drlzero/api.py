@@ -60,6 +60,10 @@ def train(
         from drlzero.algos.tabular import train_tabular
 
         return train_tabular(cfg, run_dir, resume=resume is not None)
+    if cfg.algo == "sac":
+        from drlzero.train.sac_loop import train_sac
+
+        return train_sac(cfg, run_dir, resume=resume is not None)
     from drlzero.train.loop import train_dqn
 
     return train_dqn(cfg, run_dir, resume=resume is not None)
@@ -106,6 +110,10 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
         if "q_table" not in tensors:
             raise CheckpointError(f"{folder}/{checkpoint} holds no Q table; is config.yaml right?")
         return Agent(cfg, TabularPolicy(tensors["q_table"].numpy()).greedy, checkpoint)
+    if cfg.algo == "sac":  # deterministic action: tanh(mean) rescaled to the Box
+        from drlzero.train.sac_loop import load_sac_policy
+
+        return Agent(cfg, load_sac_policy(cfg, tensors, device), checkpoint)
 
     from drlzero.algos.dqn import QPolicy, build_q_network
     from drlzero.encoders import env_boundary
@@ -221,7 +229,7 @@ def record(
         done = False
         while not done:
             action = agent.act(np.asarray(obs)[None])[0]
-            obs, _r, term, trunc, _ = env.step(int(action))
+            obs, _r, term, trunc, _ = env.step(action if np.ndim(action) else int(action))
             done = term or trunc
             frames.append(env.render())  # type: ignore[arg-type]
     env.close()

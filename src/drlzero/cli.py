@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("preset", nargs="?", help="preset name ('drlzero list') or YAML file")
     t.add_argument("overrides", nargs="*", help="section.key=value overrides")
     t.add_argument("--env", help="environment id (env.id)")
-    t.add_argument("--algo", help="dqn | qlearning | sarsa | expected_sarsa")
+    t.add_argument("--algo", help="dqn | sac | qlearning | sarsa | expected_sarsa")
     t.add_argument("--total-steps", type=int, help="env steps to train (train.total_steps)")
     t.add_argument("--seed", type=int, help="random seed (train.seed)")
     t.add_argument("--device", help="auto | cpu | cuda | mps (train.device)")
@@ -128,6 +128,7 @@ def _add_collect_distill(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true", help="no live progress bar")
     d.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
 
 def _add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     """``drlzero pretrain`` (issue 7); flags mirror ``drlzero.pretrain.trainer.PretrainConfig``."""
