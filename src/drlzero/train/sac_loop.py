@@ -201,8 +201,10 @@ def train_sac(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     obs_shape, obs_dtype = stored_spec(actor.encoder, obs_space)
     if obs_dtype == np.float64:  # MuJoCo observations: float32 halves replay memory
         obs_dtype = np.dtype(np.float32)
+    # Capacity from the config alone (not the step budget), so a resume with a larger
+    # --total-steps keeps the ring's order; np.zeros pages are only committed when written.
     buffer = ReplayBuffer(
-        min(s.buffer_size, max(t.total_steps, s.batch_size)),
+        s.buffer_size,
         obs_shape,
         obs_dtype,
         device=device,
