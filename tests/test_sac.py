@@ -60,7 +60,9 @@ def test_critic_target_by_hand() -> None:
 
 
 def test_actor_loss_by_hand() -> None:
-    loss = actor_loss(torch.tensor([1.0, 5.0]), torch.tensor([2.0, 4.0]), torch.tensor([-1.0, 1.0]), 0.5)
+    loss = actor_loss(
+        torch.tensor([1.0, 5.0]), torch.tensor([2.0, 4.0]), torch.tensor([-1.0, 1.0]), 0.5
+    )
     # mean(0.5 * -1 - 1, 0.5 * 1 - 4) = mean(-1.5, -3.5) = -2.5
     assert loss.item() == pytest.approx(-2.5)
 
@@ -177,7 +179,9 @@ def test_critic_reads_obs_and_action() -> None:
 
 def test_float_action_replay_keeps_int_default() -> None:
     box = ReplayBuffer(10, (3,), action_shape=(2,), action_dtype=np.float32)
-    box.add(np.ones((2, 3)), np.array([[0.5, -0.25], [1, 0]]), np.zeros(2), np.ones((2, 3)), np.zeros(2))
+    box.add(
+        np.ones((2, 3)), np.array([[0.5, -0.25], [1, 0]]), np.zeros(2), np.ones((2, 3)), np.zeros(2)
+    )
     b = box.gather(np.array([0, 1]))
     assert b.actions.dtype == torch.float32 and b.actions.shape == (2, 2)
     assert b.actions[0].tolist() == [0.5, -0.25]
