@@ -303,10 +303,12 @@ class SACLearner:
 
     def _actor_step(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
         pi_BA, logp_B = self.actor.sample(obs)
+        self.critic.requires_grad_(False)  # gradients flow through Q to a, not into Q's weights
         q1_B, q2_B = self.critic(obs, pi_BA)
         loss = actor_loss(q1_B, q2_B, logp_B, self.alpha)
         self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()  # critic grads accumulate too; the critic step zeroes them first
+        loss.backward()
+        self.critic.requires_grad_(True)
         self.actor_opt.step()
         out = {"actor_loss": loss.detach(), "entropy": -logp_B.detach().mean()}
         if self.cfg.autotune:
