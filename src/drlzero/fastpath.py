@@ -226,8 +226,6 @@ _NP_FUNCTIONS: dict[Any, Callable[..., Any]] = {
     operator.add: operator.add,
     operator.sub: operator.sub,
 }
-
-
 def _np_float(x: np.ndarray) -> np.ndarray:
     return np.asarray(x).astype(np.float32, copy=False)
 

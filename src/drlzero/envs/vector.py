@@ -35,7 +35,9 @@ class SameStepSyncVectorEnv(SyncVectorEnv):
             self.single_action_space, (gym.spaces.Discrete, gym.spaces.Box)
         )
 
-    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: Any
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if not self._lean:
             return super().step(actions)
         infos: dict[str, Any] = {}
