@@ -129,7 +129,6 @@ def _add_collect_distill(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--no-progress", action="store_true", help="no live progress bar")
     d.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
-
 def _add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     """``drlzero pretrain`` (issue 7); flags mirror ``drlzero.pretrain.trainer.PretrainConfig``."""
     pt = sub.add_parser(
