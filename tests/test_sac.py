@@ -15,6 +15,7 @@ from torch import nn
 
 from drlzero import evaluate, load_agent, train
 from drlzero.algos.sac import (
+    SACLearner,
     SACPolicy,
     TanhGaussianActor,
     actor_loss,
@@ -186,6 +187,46 @@ def test_float_action_replay_keeps_int_default() -> None:
     assert b.actions.dtype == torch.float32 and b.actions.shape == (2, 2)
     assert b.actions[0].tolist() == [0.5, -0.25]
     assert ReplayBuffer(10, (3,)).actions.dtype == np.int64
+
+
+def _learner(*overrides: str) -> tuple[SACLearner, ReplayBuffer]:
+    import copy
+
+    cfg = load_config(None, overrides=["algo=sac", "encoder.hidden=[8]", *overrides])
+    obs, act = gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-1, 1, (2,), np.float32)
+    actor, critic = build_actor(cfg, obs, act), build_critic(cfg, obs, act)
+    target = copy.deepcopy(critic).requires_grad_(False)
+    buf = ReplayBuffer(64, (3,), action_shape=(2,), action_dtype=np.float32)
+    rng = np.random.default_rng(0)
+    buf.add(
+        rng.normal(size=(64, 3)),
+        rng.uniform(-1, 1, (64, 2)),
+        rng.normal(size=64),
+        rng.normal(size=(64, 3)),
+        np.zeros(64),
+    )
+    return SACLearner(actor, critic, target, cfg.sac, 2), buf
+
+
+def test_policy_frequency_delays_and_repeats_actor_steps() -> None:
+    learner, buf = _learner("sac.policy_frequency=3")
+    seen = []
+    for _ in range(6):
+        stats = learner.update(buf.sample(16))
+        seen.append("actor_loss" in stats)
+        state = learner.actor_opt.state
+        seen[-1] = (seen[-1], int(next(iter(state.values()))["step"]) if state else 0)
+    # actor phases after critic steps 3 and 6, three actor steps each
+    assert seen == [(False, 0), (False, 0), (True, 3), (False, 3), (False, 3), (True, 6)]
+    assert learner.target_entropy == -2.0
+
+
+def test_fixed_alpha_without_autotune() -> None:
+    learner, buf = _learner("sac.autotune=false", "sac.init_alpha=0.2")
+    for _ in range(3):
+        stats = learner.update(buf.sample(16))
+    assert stats["alpha"].item() == pytest.approx(0.2)
+    assert "alpha_loss" not in stats
 
 
 # ----------------------------------------------------------------------------- bad inputs
