@@ -179,6 +179,7 @@ class ContinuousQ(nn.Module):
             )
 
     def forward(self, obs: torch.Tensor, actions_BA: torch.Tensor) -> torch.Tensor:
+        """``Q(s, a)`` of shape (B,)."""
         if self.joint:
             x = torch.cat([obs.float().flatten(1), actions_BA], dim=1)
             return self.head(self.encoder(x)).squeeze(1)
@@ -204,6 +205,7 @@ def build_actor(cfg: Config, obs_space: gym.Space, action_space: gym.Space) -> T
 
 
 def build_critic(cfg: Config, obs_space: gym.Space, action_space: gym.Space) -> TwinQ:
+    """The twin critics for a 1-D Box action space."""
     box = _check_box(cfg, action_space)
     return TwinQ(cfg.encoder, obs_space, int(box.shape[0]))
 
@@ -215,7 +217,9 @@ class SACPolicy:
     """The actor side: stochastic actions while training, ``tanh(mean)`` for evaluation, both
     rescaled to the env's bounds. Observations arrive as NumPy batches."""
 
-    def __init__(self, actor: TanhGaussianActor, space: gym.spaces.Box, device: torch.device):
+    def __init__(
+        self, actor: TanhGaussianActor, space: gym.spaces.Box, device: torch.device
+    ) -> None:
         self.actor = actor
         self.device = device
         self.low = space.low.astype(np.float32)
@@ -236,6 +240,7 @@ class SACPolicy:
         return to_env_action(a, self.low, self.high)
 
     def env_action(self, a_BA: np.ndarray) -> np.ndarray:
+        """Squashed actions (from :meth:`explore` or uniform in [-1, 1]) -> the env's Box."""
         return to_env_action(a_BA, self.low, self.high)
 
 
@@ -272,6 +277,7 @@ class SACLearner:
 
     @property
     def alpha(self) -> torch.Tensor:
+        """The entropy coefficient ``exp(log alpha)``, detached, shape (1,)."""
         return self.log_alpha.detach().exp()
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -284,7 +290,7 @@ class SACLearner:
             y_B = critic_targets(
                 batch.rewards, batch.terminated, nq1_B, nq2_B, next_logp_B, self.alpha, c.gamma
             )
-        q1_B, q2_B = self.critic(obs, a_BA)
+        q1_B, q2_B = self.critic(obs, a_BA)  # both critics regress on the one target
         critic_loss = F.mse_loss(q1_B, y_B) + F.mse_loss(q2_B, y_B)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -321,6 +327,7 @@ class SACLearner:
 
     # -- state for checkpoints (names -> optimizers), used by the loop ------------------------
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The three optimizers by checkpoint prefix."""
         return {
             "actor_opt": self.actor_opt,
             "critic_opt": self.critic_opt,
@@ -328,9 +335,11 @@ class SACLearner:
         }
 
     def extra_state(self) -> dict[str, Any]:
+        """JSON state besides tensors (the delayed-update phase)."""
         return {"critic_updates": self.critic_updates}
 
     def load_extra_state(self, log_alpha: torch.Tensor, meta: dict[str, Any]) -> None:
+        """Restore log alpha and :meth:`extra_state` (optimizers load separately)."""
         with torch.no_grad():
             self.log_alpha.copy_(log_alpha.to(self.log_alpha.device))
         self.critic_updates = int(meta["critic_updates"])
