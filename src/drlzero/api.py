@@ -151,6 +151,10 @@ def _run(cfg: Config, run_dir: Path, *, resume: bool, ray_address: str | None) -
         from drlzero.train.onpolicy import train_ppo
 
         return train_ppo(cfg, run_dir, resume=resume)
+    if cfg.algo == "sac":
+        from drlzero.train.sac_loop import train_sac
+
+        return train_sac(cfg, run_dir, resume=resume)
     from drlzero.train.loop import train_dqn
 
     return train_dqn(cfg, run_dir, resume=resume)
@@ -201,6 +205,10 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
         return Agent(cfg, TabularPolicy(tensors["q_table"].numpy()).greedy, checkpoint)
     if cfg.algo == "ppo":
         return _ppo_agent(cfg, tensors, _meta, checkpoint, device)
+    if cfg.algo == "sac":  # deterministic action: tanh(mean) rescaled to the Box
+        from drlzero.train.sac_loop import load_sac_policy
+
+        return Agent(cfg, load_sac_policy(cfg, tensors, device), checkpoint)
 
     from drlzero.algos.dqn import QPolicy, build_q_network
     from drlzero.encoders import env_boundary

@@ -18,7 +18,7 @@ class Batch(NamedTuple):
     """A sampled minibatch (B = batch). Tensors live on the learner's device."""
 
     obs: torch.Tensor  # (B, *obs_shape)
-    actions: torch.Tensor  # (B,) int64
+    actions: torch.Tensor  # (B,) int64, or (B, A) float32 for Box actions
     rewards: torch.Tensor  # (B,) float32
     next_obs: torch.Tensor  # (B, *obs_shape)
     terminated: torch.Tensor  # (B,) float32, 1.0 where the episode truly ended
@@ -37,6 +37,8 @@ class ReplayBuffer:
         seed: seed of the sampler's own generator (saved in checkpoints for exact resume).
         num_actions: with action masks, A: each transition also keeps its next state's mask
             (the targets' max ranges over it); None stores no masks.
+        action_shape: shape of one action: ``()`` for a Discrete index, ``(A,)`` for a Box.
+        action_dtype: int64 indices (DQN) or float32 vectors (SAC).
     """
 
     def __init__(
@@ -48,12 +50,14 @@ class ReplayBuffer:
         device: torch.device | str = "cpu",
         seed: int = 0,
         num_actions: int | None = None,
+        action_shape: tuple[int, ...] = (),
+        action_dtype: np.dtype | type = np.int64,
     ) -> None:
         self.capacity = capacity
         self.device = torch.device(device)
         self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
         self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.actions = np.zeros(capacity, dtype=np.int64)
+        self.actions = np.zeros((capacity, *action_shape), dtype=action_dtype)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
         self.discounts = np.zeros(capacity, dtype=np.float32)

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("preset", nargs="?", help="preset name ('drlzero list') or YAML file")
     t.add_argument("overrides", nargs="*", help="section.key=value overrides")
     t.add_argument("--env", help="environment id (env.id)")
-    t.add_argument("--algo", help="dqn | ppo | qlearning | sarsa | expected_sarsa")
+    t.add_argument("--algo", help="dqn | ppo | sac | qlearning | sarsa | expected_sarsa")
     t.add_argument("--total-steps", type=int, help="env steps to train (train.total_steps)")
     t.add_argument("--seed", type=int, help="random seed (train.seed)")
     t.add_argument("--device", help="auto | cpu | cuda | mps (train.device)")

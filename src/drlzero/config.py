@@ -169,6 +169,34 @@ class PPOConfig:
 
 
 @dataclass
+class SACConfig:
+    """Soft Actor-Critic (Haarnoja et al. 2018, with automatic entropy tuning) for Box actions.
+
+    Actor and twin critics each get their own encoder (``encoder`` section; an MLP critic reads
+    ``[obs, action]``). Actions live in [-1, 1] for the networks and the replay buffer and are
+    rescaled to the env's Box bounds only when sent to the env.
+    """
+
+    gamma: float = _f(0.99, "discount factor")
+    tau: float = _f(0.005, "Polyak rate of the target critics per gradient step (1: hard copy)")
+    actor_lr: float = _f(3e-4, "actor learning rate")
+    critic_lr: float = _f(3e-4, "learning rate of the twin critics")
+    alpha_lr: float = _f(3e-4, "learning rate of log alpha (autotune)")
+    batch_size: int = _f(256, "minibatch size")
+    buffer_size: int = _f(1_000_000, "replay capacity in transitions")
+    learning_starts: int = _f(100, "env steps of uniform random actions before learning")
+    train_freq: int = _f(1, "vector-env steps between training phases")
+    gradient_steps: int = _f(1, "critic gradient steps per training phase")
+    policy_frequency: int = _f(
+        1, "critic steps between actor/alpha phases; each phase makes this many actor steps"
+    )
+    target_entropy: float | None = _f(None, "autotune target entropy (None: -dim(A))")
+    init_alpha: float = _f(1.0, "entropy coefficient alpha at step 0 (fixed when autotune=false)")
+    autotune: bool = _f(True, "learn alpha so the policy's entropy tracks target_entropy")
+    adam_eps: float = _f(1e-8, "Adam epsilon of all three optimizers")
+
+
+@dataclass
 class TabularConfig:
     """Tabular Q-learning, SARSA and Expected SARSA (Sutton & Barto 2018, ch. 6)."""
 
@@ -251,7 +279,7 @@ class DistributedConfig:
     object_store_mb: int = _f(384, "apex/sweep: object store cap of a local Ray, MB")
 
 
-ALGOS = ("dqn", "drrn", "ppo", "qlearning", "sarsa", "expected_sarsa")
+ALGOS = ("dqn", "drrn", "ppo", "sac", "qlearning", "sarsa", "expected_sarsa")
 ENCODER_NAMES = (
     "auto",
     "mlp",
@@ -270,12 +298,16 @@ ENV_WRAPPERS = ("atari",)
 class Config:
     """A whole run. Sections match the YAML preset keys and ``section.key=value`` overrides."""
 
-    algo: str = _f("dqn", "dqn | drrn (text actions) | ppo | qlearning | sarsa | expected_sarsa")
+    algo: str = _f(
+        "dqn",
+        "dqn | drrn (text actions) | ppo | sac (Box actions) | qlearning | sarsa | expected_sarsa",
+    )
     name: str = _f("custom", "run name (the preset name by default)")
     env: EnvConfig = field(default_factory=EnvConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
     tabular: TabularConfig = field(default_factory=TabularConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -364,6 +396,7 @@ class Config:
                 raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 0")
         self._validate_distributed()
         self._validate_ppo()
+        self._validate_sac()
         return self
 
     def _validate_ppo(self) -> None:
@@ -385,6 +418,19 @@ class Config:
                 f"ppo.n_steps * env.num_envs = {p.n_steps * self.env.num_envs} must be divisible "
                 f"by ppo.num_minibatches={p.num_minibatches}"
             )
+
+    def _validate_sac(self) -> None:
+        s = self.sac
+        _unit("sac.gamma", s.gamma)
+        if not 0.0 < s.tau <= 1.0:
+            raise ConfigError(f"sac.tau={s.tau} must be in (0, 1]; e.g. 0.005")
+        for key in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "adam_eps"):
+            _positive(f"sac.{key}", getattr(s, key))
+        for key in ("batch_size", "buffer_size", "train_freq", "gradient_steps"):
+            _positive(f"sac.{key}", getattr(s, key))
+        _positive("sac.policy_frequency", s.policy_frequency)
+        if s.learning_starts < 0:
+            raise ConfigError(f"sac.learning_starts={s.learning_starts} must be >= 0")
 
     def _validate_distributed(self) -> None:
         x = self.distributed

@@ -131,19 +131,33 @@ LINK1, LINK2 = 0.1, 0.11  # m: Reacher's upper arm and forearm (to the fingertip
 ARM_KP, ARM_KD = 60.0, 0.2
 
 
-def arm_pd(obs_B: np.ndarray) -> np.ndarray:
-    """Jacobian-transpose PD control towards the target, rounded to the nearest torque level:
+def arm_pd_torques(obs_B: np.ndarray) -> np.ndarray:
+    """Jacobian-transpose PD control towards the target, clipped to the torque range [-1, 1]:
     ``tau = Kp * J(q)^T (target - tip) - Kd * dq`` (a textbook operational-space controller)."""
+    return np.clip(_arm_pd_raw(obs_B), -1.0, 1.0).astype(np.float32)
+
+
+def arm_zero_torques(obs_B: np.ndarray) -> np.ndarray:
+    """No torque (continuous actions): the arm stays where it starts."""
+    return np.zeros((len(obs_B), 2), dtype=np.float32)
+
+
+def arm_pd(obs_B: np.ndarray) -> np.ndarray:
+    """:func:`arm_pd_torques` before clipping, rounded to the nearest torque level of the grid."""
+    tau_B2 = _arm_pd_raw(obs_B)
+    levels_K = np.asarray(arm_reach.LEVELS)
+    idx_B2 = np.abs(tau_B2[..., None] - levels_K).argmin(axis=-1)
+    return (idx_B2[:, 0] * len(levels_K) + idx_B2[:, 1]).astype(np.int64)
+
+
+def _arm_pd_raw(obs_B: np.ndarray) -> np.ndarray:
     q1_B, q2_B = arm_reach.joint_angles(obs_B)
     s1, c1 = np.sin(q1_B), np.cos(q1_B)
     s12, c12 = np.sin(q1_B + q2_B), np.cos(q1_B + q2_B)
     ex_B, ey_B = -obs_B[:, 8], -obs_B[:, 9]  # target - tip
     tau1_B = ARM_KP * ((-LINK1 * s1 - LINK2 * s12) * ex_B + (LINK1 * c1 + LINK2 * c12) * ey_B)
     tau2_B = ARM_KP * (-LINK2 * s12 * ex_B + LINK2 * c12 * ey_B)
-    tau_B2 = np.stack([tau1_B, tau2_B], axis=1) - ARM_KD * obs_B[:, 6:8]
-    levels_K = np.asarray(arm_reach.LEVELS)
-    idx_B2 = np.abs(tau_B2[..., None] - levels_K).argmin(axis=-1)
-    return (idx_B2[:, 0] * len(levels_K) + idx_B2[:, 1]).astype(np.int64)
+    return np.stack([tau1_B, tau2_B], axis=1) - ARM_KD * obs_B[:, 6:8]
 
 
 def arm_zero(obs_B: np.ndarray) -> np.ndarray:
@@ -171,6 +185,7 @@ BASELINES: dict[str, dict[str, Controller]] = {
         "longest_queue": traffic_longest_queue,
     },
     "drlzero/ArmReach-v0": {"zero": arm_zero, "pd": arm_pd},
+    "drlzero/ArmReachContinuous-v0": {"zero": arm_zero_torques, "pd": arm_pd_torques},
     "drlzero/TrafficSignalSumo-v0": {"fixed_time": sumo_fixed_time},
     "drlzero/Trading-v0": {
         "buy_and_hold": trade_buy_and_hold,

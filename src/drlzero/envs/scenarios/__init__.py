@@ -14,7 +14,8 @@ drlzero/SmartHomeText-v0       same, one sentence                               
 drlzero/TrafficSignal-v0       one signalised intersection                      360
 drlzero/TrafficGrid-v0         a 2x2 grid of them (MultiDiscrete actions)       360
 drlzero/Trading-v0             one asset, short/flat/long, transaction costs    250
-drlzero/ArmReach-v0            MuJoCo Reacher-v5, 9 discrete torques (mujoco)   50
+drlzero/ArmReach-v0            MuJoCo Reacher-v5, 25 discrete torques (mujoco)  50
+drlzero/ArmReachContinuous-v0  same, Box([-1, 1]^2) torques (mujoco)            50
 drlzero/TrafficSignalSumo-v0   one intersection in SUMO (extra: sumo)           360
 =============================  ===============================================  ===========
 """
@@ -46,6 +47,11 @@ SCENARIOS: dict[str, tuple[str, int, dict[str, Any]]] = {
     ),
     "drlzero/Trading-v0": (f"{_PKG}.trading:TradingEnv", 250, {}),
     "drlzero/ArmReach-v0": (f"{_PKG}.arm_reach:make_arm_reach", 50, {}),
+    "drlzero/ArmReachContinuous-v0": (
+        f"{_PKG}.arm_reach:make_arm_reach",
+        50,
+        {"continuous": True},
+    ),
     "drlzero/TrafficSignalSumo-v0": (f"{_PKG}.traffic_sumo:SumoTrafficSignalEnv", 360, {}),
 }
 

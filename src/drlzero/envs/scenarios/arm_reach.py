@@ -1,5 +1,9 @@
 """``drlzero/ArmReach-v0``: a 2-link industrial arm reaches a target (MuJoCo Reacher-v5).
 
+``drlzero/ArmReachContinuous-v0`` is the same task with continuous torques (``continuous=True``):
+the action is Reacher's own Box([-1, 1]^2, float32); observation, reward, termination, time
+limit and success are those below.
+
 Needs the ``mujoco`` extra (``pip install "drlzero[mujoco]"``). Without a display, frames are
 rendered with EGL (``MUJOCO_GL=egl`` unless set).
 
@@ -58,8 +62,37 @@ class DiscreteTorques(gym.Wrapper):
         return obs.astype(np.float32), float(reward), term, trunc, info
 
 
-def make_arm_reach(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
-    """Build the env (the registered entry point); a one-line error names the missing extra."""
+class ContinuousTorques(gym.Wrapper):
+    """Reacher with its Box([-1, 1]^2) torques, float32 observations and success."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+        box = env.observation_space
+        self.observation_space = spaces.Box(
+            box.low.astype(np.float32), box.high.astype(np.float32), dtype=np.float32
+        )
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        return obs.astype(np.float32), info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        torques = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        obs, reward, term, trunc, info = self.env.step(torques)
+        distance = float(np.linalg.norm(obs[8:10]))
+        info = {**info, "distance": distance, "is_success": distance < SUCCESS_DISTANCE}
+        return obs.astype(np.float32), float(reward), term, trunc, info
+
+
+def make_arm_reach(
+    render_mode: str | None = None, continuous: bool = False, **kwargs: Any
+) -> gym.Env:
+    """Build the env (the registered entry point); a one-line error names the missing extra.
+
+    ``continuous=True``: Box torques (``drlzero/ArmReachContinuous-v0``) instead of the
+    Discrete(25) grid.
+    """
     if "DISPLAY" not in os.environ:
         os.environ.setdefault("MUJOCO_GL", "egl")
     try:
@@ -68,7 +101,8 @@ def make_arm_reach(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
         raise gym.error.DependencyNotInstalled(
             'drlzero/ArmReach-v0 needs MuJoCo: pip install "drlzero[mujoco]"'
         ) from exc
-    return DiscreteTorques(ReacherEnv(render_mode=render_mode, **kwargs))
+    wrapper = ContinuousTorques if continuous else DiscreteTorques
+    return wrapper(ReacherEnv(render_mode=render_mode, **kwargs))
 
 
 def joint_angles(obs_B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,345 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications"):
+twin Q critics with Polyak-averaged targets, a tanh-squashed diagonal Gaussian actor and
+automatic entropy tuning.
+
+The actor (:class:`TanhGaussianActor`) maps observations to actions in [-1, 1]^A; the learner
+(:class:`SACLearner`) maps a sampled batch to the three losses and their optimizer steps. The
+targets and losses are pure functions of tensors. Nothing here knows about files, the CLI or
+logging.
+
+Coordinates: networks and the replay buffer work in the squashed space [-1, 1]^A; only the env
+sees ``low + (a + 1) / 2 * (high - low)`` (:func:`to_env_action`). Log-probabilities are
+densities in the squashed space, so ``target_entropy = -dim(A)`` means the same whatever the
+env's bounds.
+
+Shape legend: B batch, A action dimensions, D features.
+
+Example:
+    >>> import torch
+    >>> critic_targets(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([3.0]),
+    ...                torch.tensor([2.0]), torch.tensor([-1.0]), 0.5, 0.9)
+    tensor([3.2500])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drlzero.buffers import Batch
+from drlzero.config import Config, EncoderConfig, SACConfig
+from drlzero.encoders import build_encoder
+from drlzero.errors import ConfigError
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the clamp of the authors' implementation
+LOG_2 = math.log(2.0)
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def tanh_log_det_jacobian(u_BA: torch.Tensor) -> torch.Tensor:
+    """``log(1 - tanh(u)^2)`` per element, in the stable form ``2 (log 2 - u - softplus(-2u))``.
+
+    ``1 - tanh(u)^2 = 4 / (e^u + e^-u)^2``; taking logs gives ``2 log 2 - 2 log(e^u + e^-u)``
+    and ``log(e^u + e^-u) = u + softplus(-2u)``. It stays finite where ``tanh(u)`` rounds to 1.
+    """
+    return 2.0 * (LOG_2 - u_BA - F.softplus(-2.0 * u_BA))
+
+
+def tanh_gaussian_log_prob(
+    u_BA: torch.Tensor, mean_BA: torch.Tensor, log_std_BA: torch.Tensor
+) -> torch.Tensor:
+    """Log density of ``a = tanh(u)``, ``u ~ N(mean, exp(log_std)^2)`` (diagonal), per sample.
+
+    Change of variables: ``log pi(a) = sum_i [log N(u_i) - log(1 - tanh(u_i)^2)]``.
+    """
+    var_BA = torch.exp(2.0 * log_std_BA)
+    log_n_BA = -((u_BA - mean_BA) ** 2) / (2.0 * var_BA) - log_std_BA - 0.5 * math.log(2 * math.pi)
+    return (log_n_BA - tanh_log_det_jacobian(u_BA)).sum(dim=-1)
+
+
+def critic_targets(
+    rewards_B: torch.Tensor,
+    terminated_B: torch.Tensor,
+    next_q1_B: torch.Tensor,
+    next_q2_B: torch.Tensor,
+    next_log_pi_B: torch.Tensor,
+    alpha: float | torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """Soft TD targets ``y = r + gamma (1 - term) (min(Q1', Q2')(s', a') - alpha log pi(a'|s'))``
+    with ``a' ~ pi(.|s')``. Only a true termination stops bootstrapping; truncation bootstraps."""
+    soft_v_B = torch.min(next_q1_B, next_q2_B) - alpha * next_log_pi_B
+    return rewards_B + gamma * (1.0 - terminated_B) * soft_v_B
+
+
+def actor_loss(
+    q1_B: torch.Tensor, q2_B: torch.Tensor, log_pi_B: torch.Tensor, alpha: float | torch.Tensor
+) -> torch.Tensor:
+    """``E[alpha log pi(a|s) - min(Q1, Q2)(s, a)]`` with reparameterised ``a ~ pi(.|s)``."""
+    return (alpha * log_pi_B - torch.min(q1_B, q2_B)).mean()
+
+
+def alpha_loss(
+    log_alpha: torch.Tensor, log_pi_B: torch.Tensor, target_entropy: float
+) -> torch.Tensor:
+    """``-log alpha * E[log pi + target_entropy]`` (log pi detached).
+
+    When the entropy ``-log pi`` is below the target the bracket is positive, the gradient in
+    ``log alpha`` is negative, and descent raises alpha (more weight on entropy); and vice versa.
+    Parameterised in log alpha so alpha stays positive (as the authors' implementation).
+    """
+    return -(log_alpha * (log_pi_B.detach() + target_entropy)).mean()
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """``theta' <- (1 - tau) theta' + tau theta`` for every parameter (buffers are copied)."""
+    t_params = list(target.parameters())
+    s_params = list(source.parameters())
+    torch._foreach_lerp_(t_params, s_params, tau)
+    for tb, sb in zip(target.buffers(), source.buffers(), strict=True):
+        tb.copy_(sb)
+
+
+def to_env_action(a_BA: np.ndarray, low_A: np.ndarray, high_A: np.ndarray) -> np.ndarray:
+    """Squashed actions in [-1, 1] -> the env's Box ``[low, high]`` (affine)."""
+    return (low_A + (a_BA + 1.0) * 0.5 * (high_A - low_A)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def _check_box(cfg: Config, action_space: gym.Space) -> gym.spaces.Box:
+    if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
+        raise ConfigError(
+            f"SAC needs a 1-D Box action space, but {cfg.env.id} has {action_space}; "
+            "use algo=dqn (or ppo) for Discrete actions"
+        )
+    if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+        raise ConfigError(
+            f"SAC squashes actions into the Box bounds, but {cfg.env.id} has infinite bounds; "
+            "wrap the env with gymnasium.wrappers.RescaleAction or ClipAction"
+        )
+    return action_space
+
+
+class TanhGaussianActor(nn.Module):
+    """``obs -> encoder -> (mean, log_std)``; actions ``tanh(mean + std * eps)`` in [-1, 1]^A."""
+
+    def __init__(self, encoder: nn.Module, action_dim: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        d = int(encoder.features_dim)  # type: ignore[arg-type]
+        self.mean = nn.Linear(d, action_dim)
+        self.log_std = nn.Linear(d, action_dim)
+
+    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h_BD = self.encoder(obs)
+        log_std_BA = self.log_std(h_BD).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return self.mean(h_BD), log_std_BA
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised actions in [-1, 1] and their log-probabilities (B,)."""
+        mean_BA, log_std_BA = self.dist_params(obs)
+        u_BA = mean_BA + log_std_BA.exp() * torch.randn_like(mean_BA)
+        return torch.tanh(u_BA), tanh_gaussian_log_prob(u_BA, mean_BA, log_std_BA)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """``tanh(mean)``: the evaluation action."""
+        return torch.tanh(self.dist_params(obs)[0])
+
+
+class ContinuousQ(nn.Module):
+    """``Q(s, a)``. Flat observations with an MLP encoder: the MLP reads ``[s, a]`` (as in the
+    paper). Other encoders (images, sequences): ``[encoder(s), a] -> Linear -> ReLU -> Linear``."""
+
+    def __init__(self, cfg: EncoderConfig, obs_space: gym.Space, action_dim: int) -> None:
+        super().__init__()
+        flat = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1
+        self.joint = flat and cfg.name in ("auto", "mlp")
+        if self.joint:
+            dim = int(obs_space.shape[0]) + action_dim
+            joint_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+            self.encoder = build_encoder(cfg, joint_space)
+            self.head: nn.Module = nn.Linear(int(self.encoder.features_dim), 1)  # type: ignore[arg-type]
+        else:
+            self.encoder = build_encoder(cfg, obs_space)
+            d = int(self.encoder.features_dim)  # type: ignore[arg-type]
+            width = int(cfg.hidden[-1]) if cfg.hidden else 256
+            self.head = nn.Sequential(
+                nn.Linear(d + action_dim, width), nn.ReLU(), nn.Linear(width, 1)
+            )
+
+    def forward(self, obs: torch.Tensor, actions_BA: torch.Tensor) -> torch.Tensor:
+        """``Q(s, a)`` of shape (B,)."""
+        if self.joint:
+            x = torch.cat([obs.float().flatten(1), actions_BA], dim=1)
+            return self.head(self.encoder(x)).squeeze(1)
+        return self.head(torch.cat([self.encoder(obs), actions_BA], dim=1)).squeeze(1)
+
+
+class TwinQ(nn.Module):
+    """Two independent critics; their minimum counters Q overestimation (Fujimoto et al. 2018)."""
+
+    def __init__(self, cfg: EncoderConfig, obs_space: gym.Space, action_dim: int) -> None:
+        super().__init__()
+        self.q1 = ContinuousQ(cfg, obs_space, action_dim)
+        self.q2 = ContinuousQ(cfg, obs_space, action_dim)
+
+    def forward(self, obs: torch.Tensor, a_BA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.q1(obs, a_BA), self.q2(obs, a_BA)
+
+
+def build_actor(cfg: Config, obs_space: gym.Space, action_space: gym.Space) -> TanhGaussianActor:
+    """The actor for a 1-D Box action space (a :class:`ConfigError` names the fix otherwise)."""
+    box = _check_box(cfg, action_space)
+    return TanhGaussianActor(build_encoder(cfg.encoder, obs_space), int(box.shape[0]))
+
+
+def build_critic(cfg: Config, obs_space: gym.Space, action_space: gym.Space) -> TwinQ:
+    """The twin critics for a 1-D Box action space."""
+    box = _check_box(cfg, action_space)
+    return TwinQ(cfg.encoder, obs_space, int(box.shape[0]))
+
+
+# --------------------------------------------------------------------------- policy and learner
+
+
+class SACPolicy:
+    """The actor side: stochastic actions while training, ``tanh(mean)`` for evaluation, both
+    rescaled to the env's bounds. Observations arrive as NumPy batches."""
+
+    def __init__(
+        self, actor: TanhGaussianActor, space: gym.spaces.Box, device: torch.device
+    ) -> None:
+        self.actor = actor
+        self.device = device
+        self.low = space.low.astype(np.float32)
+        self.high = space.high.astype(np.float32)
+
+    def _obs(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs), device=self.device)
+
+    @torch.no_grad()
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """Sampled squashed actions in [-1, 1] (what the replay buffer stores)."""
+        return self.actor.sample(self._obs(obs))[0].cpu().numpy()
+
+    @torch.no_grad()
+    def deterministic(self, obs: np.ndarray) -> np.ndarray:
+        """``tanh(mean)`` rescaled to the env's Box."""
+        a = self.actor.deterministic(self._obs(obs)).cpu().numpy()
+        return to_env_action(a, self.low, self.high)
+
+    def env_action(self, a_BA: np.ndarray) -> np.ndarray:
+        """Squashed actions (from :meth:`explore` or uniform in [-1, 1]) -> the env's Box."""
+        return to_env_action(a_BA, self.low, self.high)
+
+
+class SACLearner:
+    """Critic, actor and temperature updates from replayed batches.
+
+    Per :meth:`update` (one minibatch): one critic step and a Polyak step of the target
+    critics; every ``policy_frequency``-th call also ``policy_frequency`` actor steps, each
+    followed by an alpha step (CleanRL's delayed policy update; 1 = the paper's schedule).
+    """
+
+    def __init__(
+        self,
+        actor: TanhGaussianActor,
+        critic: TwinQ,
+        critic_target: TwinQ,
+        cfg: SACConfig,
+        action_dim: int,
+    ) -> None:
+        self.actor, self.critic, self.critic_target = actor, critic, critic_target
+        self.cfg = cfg
+        device = next(actor.parameters()).device
+        self.log_alpha = torch.tensor(
+            [math.log(cfg.init_alpha)], device=device, requires_grad=cfg.autotune
+        )
+        self.target_entropy = (
+            -float(action_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
+        )
+        eps = cfg.adam_eps
+        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr, eps=eps)
+        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, eps=eps)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, eps=eps)
+        self.critic_updates = 0
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """The entropy coefficient ``exp(log alpha)``, detached, shape (1,)."""
+        return self.log_alpha.detach().exp()
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One critic step (+ the delayed actor/alpha steps); returns detached statistics."""
+        c = self.cfg
+        obs, a_BA = batch.obs, batch.actions
+        with torch.no_grad():
+            next_a_BA, next_logp_B = self.actor.sample(batch.next_obs)
+            nq1_B, nq2_B = self.critic_target(batch.next_obs, next_a_BA)
+            y_B = critic_targets(
+                batch.rewards, batch.terminated, nq1_B, nq2_B, next_logp_B, self.alpha, c.gamma
+            )
+        q1_B, q2_B = self.critic(obs, a_BA)  # both critics regress on the one target
+        critic_loss = F.mse_loss(q1_B, y_B) + F.mse_loss(q2_B, y_B)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        self.critic_updates += 1
+        stats: dict[str, torch.Tensor] = {
+            "loss": critic_loss.detach(),
+            "q_mean": q1_B.detach().mean(),
+        }
+        if self.critic_updates % c.policy_frequency == 0:
+            for _ in range(c.policy_frequency):
+                stats.update(self._actor_step(obs))
+        polyak_update(self.critic_target, self.critic, c.tau)
+        stats["alpha"] = self.alpha[0]
+        return stats
+
+    def _actor_step(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        pi_BA, logp_B = self.actor.sample(obs)
+        self.critic.requires_grad_(False)  # gradients flow through Q to a, not into Q's weights
+        q1_B, q2_B = self.critic(obs, pi_BA)
+        loss = actor_loss(q1_B, q2_B, logp_B, self.alpha)
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic.requires_grad_(True)
+        self.actor_opt.step()
+        out = {"actor_loss": loss.detach(), "entropy": -logp_B.detach().mean()}
+        if self.cfg.autotune:
+            a_loss = alpha_loss(self.log_alpha, logp_B, self.target_entropy)
+            self.alpha_opt.zero_grad(set_to_none=True)
+            a_loss.backward()
+            self.alpha_opt.step()
+            out["alpha_loss"] = a_loss.detach()
+        return out
+
+    # -- state for checkpoints (names -> optimizers), used by the loop ------------------------
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The three optimizers by checkpoint prefix."""
+        return {
+            "actor_opt": self.actor_opt,
+            "critic_opt": self.critic_opt,
+            "alpha_opt": self.alpha_opt,
+        }
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON state besides tensors (the delayed-update phase)."""
+        return {"critic_updates": self.critic_updates}
+
+    def load_extra_state(self, log_alpha: torch.Tensor, meta: dict[str, Any]) -> None:
+        """Restore log alpha and :meth:`extra_state` (optimizers load separately)."""
+        with torch.no_grad():
+            self.log_alpha.copy_(log_alpha.to(self.log_alpha.device))
+        self.critic_updates = int(meta["critic_updates"])
