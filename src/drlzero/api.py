@@ -384,7 +384,8 @@ def record(
         done = False
         while not done:
             mask = info.get("action_mask") if agent.config.env.action_mask != "none" else None
-            action = agent.act(np.asarray(obs)[None], None if mask is None else mask[None])[0]
+            batch = np.asarray(obs)[None]
+            action = (agent.act(batch) if mask is None else agent.act(batch, mask[None]))[0]
             obs, _r, term, trunc, info = env.step(int(action) if np.ndim(action) == 0 else action)
             done = term or trunc
             frames.append(env.render())  # type: ignore[arg-type]
