@@ -76,9 +76,20 @@ def _batch_size(obs: Any) -> int:
 
 
 def random_policy(action_space: Any, seed: int) -> Any:
-    """A uniform random policy over ``action_space``: a batch of observations -> actions."""
+    """A uniform random policy over ``action_space``: a batch of observations -> actions.
+
+    With ``Dict`` observations that carry an ``action_mask`` entry (``(B, A)``, true = allowed),
+    each action is drawn uniformly among the allowed ones, as a masked agent would choose.
+    """
     action_space.seed(seed)
-    return lambda obs: np.stack([action_space.sample() for _ in range(_batch_size(obs))])
+
+    def act(obs: Any) -> np.ndarray:
+        if isinstance(obs, dict) and "action_mask" in obs:
+            mask_BA = np.asarray(obs["action_mask"], dtype=bool)
+            return np.array([action_space.sample(mask=row.astype(np.int8)) for row in mask_BA])
+        return np.stack([action_space.sample() for _ in range(_batch_size(obs))])
+
+    return act
 
 
 def baselines(cfg: Any, episodes: int, seed: int, with_random: bool) -> dict[str, Any]:

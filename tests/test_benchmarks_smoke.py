@@ -158,6 +158,8 @@ def test_random_policy_samples_the_action_space() -> None:
     assert set(actions.tolist()) == {0, 1, 2}
     batch = act({"image": [[0]] * 4, "mission": [[1]] * 4})  # dict observations: per entry
     assert batch.shape == (4,)
+    masked = act({"obs": [[0]] * 200, "action_mask": [[0, 1, 1]] * 200})
+    assert set(masked.tolist()) == {1, 2}  # never the masked-out action 0
 
 
 def test_table_b_gives_sb3_the_preset_settings_and_network() -> None:
