@@ -7,8 +7,9 @@ Per seed it records:
 
 - the final greedy evaluation (``last`` checkpoint: mean/std return, mean length, success rate)
   and the ``best`` checkpoint's evaluation on the same episodes (what ``drlzero eval RUN`` uses);
-- the env steps at which the in-training greedy evaluation first reached the solve return
-  (``train.stop_return`` of the preset, or ``--solve-return``), if it did;
+- the env steps at which the in-training greedy evaluation's mean return first reached the
+  solve return (``--solve-return``, else the preset's ``train.stop_return``, else its
+  ``env.success_return``), if it did;
 - the best in-training evaluation and the wall time of the run.
 
 Once per preset, on the same evaluation episodes: a uniform random policy (``--random-baseline``)
@@ -75,9 +76,20 @@ def _batch_size(obs: Any) -> int:
 
 
 def random_policy(action_space: Any, seed: int) -> Any:
-    """A uniform random policy over ``action_space``: a batch of observations -> actions."""
+    """A uniform random policy over ``action_space``: a batch of observations -> actions.
+
+    With ``Dict`` observations that carry an ``action_mask`` entry (``(B, A)``, true = allowed),
+    each action is drawn uniformly among the allowed ones, as a masked agent would choose.
+    """
     action_space.seed(seed)
-    return lambda obs: np.stack([action_space.sample() for _ in range(_batch_size(obs))])
+
+    def act(obs: Any) -> np.ndarray:
+        if isinstance(obs, dict) and "action_mask" in obs:
+            mask_BA = np.asarray(obs["action_mask"], dtype=bool)
+            return np.array([action_space.sample(mask=row.astype(np.int8)) for row in mask_BA])
+        return np.stack([action_space.sample() for _ in range(_batch_size(obs))])
+
+    return act
 
 
 def baselines(cfg: Any, episodes: int, seed: int, with_random: bool) -> dict[str, Any]:
@@ -105,7 +117,15 @@ def run_seed(spec: dict[str, Any]) -> dict[str, Any]:
 
     seed = spec["seed"]
     cfg = load_config(spec["preset"], overrides=[*QUIET, f"train.seed={seed}", *spec["overrides"]])
-    solve = spec["solve_return"] if spec["solve_return"] is not None else cfg.train.stop_return
+    # the solve threshold: --solve-return, else the preset's stop_return, else its success_return
+    solve = next(
+        (
+            x
+            for x in (spec["solve_return"], cfg.train.stop_return, cfg.env.success_return)
+            if x is not None
+        ),
+        None,
+    )
     t0 = time.perf_counter()
     result = drlzero.train(cfg, out=Path(spec["run_root"]) / f"seed{seed}")
     wall = time.perf_counter() - t0
@@ -230,7 +250,7 @@ def main() -> None:
         "--solve-return",
         type=float,
         default=None,
-        help="solve threshold (default: the preset's train.stop_return)",
+        help="solve threshold (default: train.stop_return, else env.success_return)",
     )
     ap.add_argument(
         "--random-baseline",

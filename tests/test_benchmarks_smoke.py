@@ -158,3 +158,52 @@ def test_random_policy_samples_the_action_space() -> None:
     assert set(actions.tolist()) == {0, 1, 2}
     batch = act({"image": [[0]] * 4, "mission": [[1]] * 4})  # dict observations: per entry
     assert batch.shape == (4,)
+    masked = act({"obs": [[0]] * 200, "action_mask": [[0, 1, 1]] * 200})
+    assert set(masked.tolist()) == {1, 2}  # never the masked-out action 0
+
+
+def test_table_b_gives_sb3_the_preset_settings_and_network() -> None:
+    import cartpole_vs_sb3
+
+    from drlzero.config import load_config
+
+    cfg = load_config("cartpole-dqn")
+    kw = cartpole_vs_sb3.sb3_kwargs(cfg)
+    assert kw["policy_kwargs"] == {"net_arch": list(cfg.encoder.hidden)} == {"net_arch": [64, 64]}
+    d = cfg.dqn
+    assert (kw["learning_rate"], kw["batch_size"], kw["gamma"]) == (d.lr, d.batch_size, d.gamma)
+    assert (kw["train_freq"], kw["gradient_steps"]) == (d.train_freq, d.gradient_steps)
+    assert kw["target_update_interval"] == d.target_update_interval
+    assert kw["exploration_fraction"] == cfg.exploration.fraction
+
+
+def test_solve_time_excludes_exactly_the_evaluations_before_it() -> None:
+    import cartpole_vs_sb3
+
+    history = [
+        {"step": 100, "time_s": 1.0, "mean_return": 5.0},
+        {"step": 200, "time_s": 3.0, "mean_return": 12.0},
+        {"step": 300, "time_s": 6.0, "mean_return": 20.0},
+    ]
+    r = cartpole_vs_sb3.solve_record(history, [0.5, 0.25, 1.0], stop=10.0)
+    assert r["solved_step"] == 200  # the first mean >= 10
+    assert r["solved_s_incl_eval"] == 3.0
+    assert r["solved_s_excl_eval"] == pytest.approx(3.0 - 0.5 - 0.25)
+    assert r["eval_s_total"] == pytest.approx(1.75)
+    none = cartpole_vs_sb3.solve_record(history, [0.5, 0.25, 1.0], stop=50.0)
+    assert none["solved_step"] is None and none["solved_s_excl_eval"] is None
+
+
+def test_timed_evaluations_times_every_evaluator_call_and_restores_it() -> None:
+    import cartpole_vs_sb3
+    import numpy as np
+
+    from drlzero.config import EnvConfig
+    from drlzero.train.evaluate import Evaluator, evaluate_policy
+
+    original = Evaluator.__call__
+    with cartpole_vs_sb3.timed_evaluations() as durations:
+        for _ in range(2):
+            evaluate_policy(lambda o: np.zeros(len(o), np.int64), EnvConfig(id="CartPole-v1"), 2)
+    assert len(durations) == 2 and all(d > 0 for d in durations)
+    assert Evaluator.__call__ is original
