@@ -155,7 +155,7 @@ def test_cli_distill_bad_input_exits_2(
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
+@pytest.mark.learning  # ~110 s of one core (teacher run + distillation)
 def test_distilled_cartpole_student_keeps_95_percent(tmp_path: Path) -> None:
     """A 256x256 teacher solved to 475+ -> a 32x32 student (>= 10x fewer parameters) keeps
     >= 95% of its greedy return on the same 20 evaluation episodes."""

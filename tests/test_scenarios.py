@@ -346,7 +346,7 @@ def test_cli_eval_baseline(capsys: pytest.CaptureFixture[str]) -> None:
 # ----------------------------------------------------------------------------------- learning
 
 
-@pytest.mark.slow
+@pytest.mark.learning  # ~115 s of one core (80k env steps)
 def test_catchball_preset_beats_the_tracker(tmp_path: Path, fast: list[str]) -> None:
     from drlzero.api import evaluate, train
 
