@@ -429,6 +429,24 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(
     assert resumed.final_eval == full.final_eval
 
 
+def test_checkpoints_fall_on_rollout_boundaries_only(tmp_path: Path, fast, monkeypatch) -> None:
+    """A 'last' due by wall clock (every 1 us) or by a step mark inside a rollout (every 8 env
+    steps) waits for the rollout's end: 2 envs x 16 steps = 32 env steps a rollout."""
+    run_module = importlib.import_module("drlzero.train.run")
+    steps: list[int] = []
+    real_save = run_module.save_checkpoint
+
+    def spy(folder, name, tensors, meta):
+        if name == "last":
+            steps.append(meta["step"])
+        return real_save(folder, name, tensors, meta)
+
+    monkeypatch.setattr(run_module, "save_checkpoint", spy)
+    _run(tmp_path, fast, "env.num_envs=2", "train.total_steps=160", "train.log_freq=8",
+         "train.checkpoint_freq=8", "train.checkpoint_every_s=0.000001")  # fmt: skip
+    assert steps == [32, 64, 96, 128, 160]  # the last one: the final checkpoint
+
+
 def test_same_seed_same_run(tmp_path: Path, fast) -> None:
     a = _run(tmp_path, fast, "train.total_steps=64", name="a")
     b = _run(tmp_path, fast, "train.total_steps=64", name="b")

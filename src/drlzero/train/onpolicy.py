@@ -1,4 +1,5 @@
-"""The on-policy (PPO) training loop: collect a rollout -> GAE -> minibatch epochs.
+"""The on-policy (PPO) training loop: collect a rollout -> GAE -> minibatch epochs;
+:class:`~drlzero.train.run.Run` does the evaluation, logs and checkpoints.
 
 Counting: ``step`` is env steps summed over the E parallel envs; one rollout is
 ``ppo.n_steps * E`` env steps. Evaluation, logging and checkpoints happen at rollout boundaries
@@ -28,24 +29,15 @@ import torch
 from drlzero.algos.ppo import PPOLearner, PPOPolicy, build_actor_critic
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
-from drlzero.envs import episode_successes, make_vec_env
+from drlzero.envs import make_vec_env
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.envs.text import stack_obs
 from drlzero.errors import ConfigError, UserError
 from drlzero.masks import INFO_KEY, mask_from_obs, read_mask
 from drlzero.rollout import ObsNormalizer, RewardScaler, RolloutBuffer
-from drlzero.train.checkpoint import (
-    load_checkpoint,
-    load_module,
-    load_optimizer,
-    module_tensors,
-    optimizer_tensors,
-    save_checkpoint,
-)
+from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.logger import RunLogger
-from drlzero.train.plots import plot_learning_curve
-from drlzero.train.run import TrainResult, write_eval_json
+from drlzero.train.run import Run, TrainResult
 from drlzero.utils import pick_device, seed_everything
 
 EVAL_SEED_OFFSET = 10_000
@@ -131,7 +123,6 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     raw, info = envs.reset(seed=t.seed)
     obs = observe(raw, update=True)
     mask = masks_of(raw, info, E)
-    rollout_len = p.n_steps * E
     storage = RolloutBuffer(
         p.n_steps,
         E,
@@ -142,115 +133,65 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         num_actions=A if mask is not None else None,
         device=device,
     )
-    num_updates = math.ceil(t.total_steps / rollout_len)
+    num_updates = math.ceil(t.total_steps / (p.n_steps * E))  # the lr schedule's length
     evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
-
-    # ---- run bookkeeping (counters, cadence, best/last, resume): one block, for a shared Run
-    step = updates = 0
-    best = -math.inf
-    ep_ret = np.zeros(E)
-    ep_len = np.zeros(E, dtype=np.int64)
-    elapsed = 0.0
-    recent: dict[str, list[float]] = {}
-    episodes = 0
-    if resume:
-        tensors, meta = load_checkpoint(run_dir / "checkpoints", "last", device)
-        if meta.get("kind") != "ppo":
-            raise UserError(f"{run_dir} holds a {meta.get('kind')} checkpoint, not a PPO one")
-        load_module("ac", net, tensors)
-        load_optimizer(learner.optimizer, tensors, meta["optim_groups"])
-        torch.set_rng_state(tensors["rng.torch"].cpu())
-        if "rng.cuda" in tensors and device.type == "cuda":  # actions are sampled on the GPU
-            torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), device)
-        step, updates = meta["step"], meta["updates"]
-        best = -math.inf if meta["best_eval_return"] is None else meta["best_eval_return"]
-        elapsed, recent, episodes = meta["elapsed_s"], meta["recent"], meta["episodes"]
-        obs_norm.rms.load(meta["obs_rms"])
-        reward_scaler.load(meta["reward_rms"])
-        if meta.get("env_state") is not None:
-            set_vec_env_state(envs, meta["env_state"])
-            obs = tensors["loop.obs"].cpu().numpy()
-            mask = tensors["loop.mask"].cpu().numpy() if "loop.mask" in tensors else None
-            ep_ret = tensors["loop.ep_ret"].cpu().numpy().astype(np.float64)
-            ep_len = tensors["loop.ep_len"].cpu().numpy()
-        else:
-            warnings.warn(
-                f"{cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
-                stacklevel=2,
-            )
-            raw, info = envs.reset(seed=t.seed + step)
-            obs, mask = observe(raw, update=True), masks_of(raw, info, E)
-
-    logger = RunLogger(
-        run_dir,
-        t.total_steps,
-        tensorboard=t.tensorboard,
-        progress=t.progress,
-        resume_step=step if resume else None,
-        elapsed=elapsed,
-    )
-    for key, dq in (
-        ("returns", logger.recent_returns),
-        ("lengths", logger.recent_lengths),
-        ("success", logger.recent_success),
-    ):
-        dq.extend(recent.get(key, []))
-    logger.episodes = episodes
-
-    def checkpoint(name: str) -> None:
-        tensors = module_tensors("ac", net)
-        opt_t, groups = optimizer_tensors(learner.optimizer)
-        tensors.update(opt_t)
-        tensors["rng.torch"] = torch.get_rng_state()
-        if device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-        tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
-        if mask is not None:
-            tensors["loop.mask"] = torch.from_numpy(np.ascontiguousarray(mask))
-        tensors["loop.ep_ret"] = torch.from_numpy(ep_ret.copy())
-        tensors["loop.ep_len"] = torch.from_numpy(ep_len.copy())
-        meta = {
-            "kind": "ppo",
-            "step": step,
-            "updates": updates,
-            "best_eval_return": best if math.isfinite(best) else None,
-            "elapsed_s": logger.elapsed(),
-            "optim_groups": groups,
-            "env_state": get_vec_env_state(envs),
-            "obs_rms": obs_norm.rms.state(),
-            "reward_rms": reward_scaler.state(),
-            "recent": {
-                "returns": list(logger.recent_returns),
-                "lengths": list(logger.recent_lengths),
-                "success": list(logger.recent_success),
-            },
-            "episodes": logger.episodes,
-            "config": cfg.to_dict(),
-        }
-        save_checkpoint(run_dir / "checkpoints", name, tensors, meta)
+    updates = 0
+    stats: dict[str, float] = {}
 
     def greedy(raw_obs: Any, eval_info: dict[str, Any]) -> np.ndarray:
         n = len(next(iter(raw_obs.values()))) if isinstance(raw_obs, dict) else len(raw_obs)
         return policy.greedy(observe(raw_obs, update=False), masks_of(raw_obs, eval_info, n))
 
-    def run_eval() -> dict[str, float]:
+    def evaluate() -> dict[str, float]:
         net.eval()
         result = evaluator(greedy, pass_info=True)
         net.train()
         return result
 
-    solved_at: int | None = None
-    final_eval: dict[str, float] | None = None
-    evaluation: dict[str, float] | None = None
-    stats: dict[str, float] = {}
-    next_log = (step // t.log_freq + 1) * t.log_freq
-    next_eval = (step // t.eval_freq + 1) * t.eval_freq if t.eval_freq else math.inf
-    next_ckpt = (
-        (step // t.checkpoint_freq + 1) * t.checkpoint_freq if t.checkpoint_freq else math.inf
-    )
-    # ---- end of bookkeeping setup
-    try:
-        while step < t.total_steps:
+    def scalars() -> dict[str, float]:
+        return dict(stats)  # the last update's losses, lr and explained variance
+
+    def state(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = module_tensors("ac", net)
+        opt_tensors, groups = optimizer_tensors(learner.optimizer)
+        tensors.update(opt_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        if device.type == "cuda":  # actions are sampled on the GPU
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+        tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
+        if mask is not None:  # the mask of loop.obs
+            tensors["loop.mask"] = torch.from_numpy(np.ascontiguousarray(mask))
+        meta = {
+            "updates": updates,
+            "optim_groups": groups,
+            "env_state": get_vec_env_state(envs),
+            "obs_rms": obs_norm.rms.state(),
+            "reward_rms": reward_scaler.state(),
+        }
+        return tensors, meta
+
+    with Run(
+        cfg,
+        run_dir,
+        kind="ppo",
+        resume=resume,
+        evaluate=evaluate,
+        state=state,
+        title=f"{cfg.name}: PPO on {cfg.env.id}",
+        device=device,
+        closing=[envs, evaluator],
+        num_envs=E,
+    ) as run:
+        if run.loaded is not None:
+            updates, restored = _restore(run, net, learner, obs_norm, reward_scaler, envs)
+            if restored is None:  # no env state: fresh episodes from a step-dependent seed
+                raw, info = envs.reset(seed=t.seed + run.step)
+                obs, mask = observe(raw, update=True), masks_of(raw, info, E)
+            else:
+                obs, mask = restored
+        # One iteration is one rollout of n_steps * E env steps; Run evaluates and checkpoints
+        # only in end_iteration, after the update, so a checkpoint never holds half a rollout.
+        while not run.done:
             # -- collect one rollout
             storage.reset()
             for _ in range(p.n_steps):
@@ -262,20 +203,13 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
                 if boot.size:
                     finals = stack_obs([info["final_obs"][i] for i in boot])
                     final_values[boot] = policy.value(observe(finals, update=False))
+                # -- store
                 scaled = reward_scaler(reward, done)
                 storage.add(obs, actions, logp, values, scaled, term, done, final_values, mask)
-                ep_ret += reward
-                ep_len += 1
-                step += E
-                if done.any():
-                    succ = episode_successes(info, done, ep_ret, cfg.env.success_return)
-                    for i in np.flatnonzero(done):
-                        logger.episode(step, float(ep_ret[i]), int(ep_len[i]), float(succ[i]))
-                    ep_ret[done] = 0.0
-                    ep_len[done] = 0
+                run.track(reward, done, info)  # E env steps; episode returns (unscaled)
                 obs = observe(raw, update=True)
                 mask = masks_of(raw, info, E)
-            # -- learn
+            # -- learn: GAE, then minibatch epochs
             storage.finish(policy.value(obs), p.gamma, p.gae_lambda)
             lr = p.lr * max(1.0 - updates / num_updates, 0.0) if p.anneal_lr else p.lr
             learner.set_lr(lr)
@@ -283,57 +217,43 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
             updates += 1
             stats["lr"] = lr
             stats["explained_var"] = _explained_variance(storage.values, storage.returns)
+            run.end_iteration(scalars)
+        return run.finish(scalars())
 
-            # -- bookkeeping at the rollout boundary (evaluate, log, checkpoint, stop)
-            evaluation = None
-            if step >= next_eval:
-                evaluation = run_eval()
-                while next_eval <= step:
-                    next_eval += t.eval_freq
-                if evaluation["mean_return"] > best:
-                    best = evaluation["mean_return"]
-                    checkpoint("best")
-                if t.stop_return is not None and evaluation["mean_return"] >= t.stop_return:
-                    solved_at = step
-            if step >= next_log or evaluation is not None:
-                logger.log(step, dict(stats), evaluation)
-                while next_log <= step:
-                    next_log += t.log_freq
-            else:
-                logger.progress(step)
-            if solved_at is not None:
-                final_eval = evaluation
-                break
-            if step >= next_ckpt:
-                checkpoint("last")
-                while next_ckpt <= step:
-                    next_ckpt += t.checkpoint_freq
-        loop_time = logger.elapsed()
-        if evaluation is not None:
-            final_eval = evaluation  # the last rollout ended with an evaluation
-        if final_eval is None:
-            final_eval = run_eval()
-            logger.log(step, dict(stats), final_eval)
-            if final_eval["mean_return"] > best:
-                best = final_eval["mean_return"]
-                checkpoint("best")
-        checkpoint("last")
-    finally:
-        logger.close()
-        envs.close()
-        evaluator.close()
-    write_eval_json(run_dir, {**final_eval, "step": step, "checkpoint": "last"})
-    plot_learning_curve(run_dir, title=f"{cfg.name}: PPO on {cfg.env.id}")
-    return TrainResult(
-        run_dir=run_dir,
-        steps=step,
-        final_eval=final_eval,
-        best_eval_return=best,
-        solved_at_step=solved_at,
-        eval_history=logger.eval_history,
-        wall_time_s=logger.elapsed(),
-        loop_time_s=loop_time,
-    )
+
+def _restore(
+    run: Run,
+    net: torch.nn.Module,
+    learner: PPOLearner,
+    obs_norm: ObsNormalizer,
+    reward_scaler: RewardScaler,
+    envs: Any,
+) -> tuple[int, tuple[np.ndarray, np.ndarray | None] | None]:
+    """Load what ``state`` saved into the loop's parts; returns (updates, (obs, mask)), with
+    None in place of (obs, mask) when the envs' state was not saved (the caller resets them)."""
+    assert run.loaded is not None
+    tensors, meta = run.loaded
+    if meta.get("kind") != "ppo":
+        raise UserError(f"{run.run_dir} holds a {meta.get('kind')} checkpoint, not a PPO one")
+    load_module("ac", net, tensors)
+    load_optimizer(learner.optimizer, tensors, meta["optim_groups"])
+    torch.set_rng_state(tensors["rng.torch"].cpu())
+    device = next(net.parameters()).device
+    if "rng.cuda" in tensors and device.type == "cuda":  # actions are sampled on the GPU
+        torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), device)
+    obs_norm.rms.load(meta["obs_rms"])
+    reward_scaler.load(meta["reward_rms"])
+    if meta.get("env_state") is None:
+        warnings.warn(
+            f"{run.cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
+            stacklevel=3,
+        )
+        run.new_episodes()
+        return meta["updates"], None
+    set_vec_env_state(envs, meta["env_state"])
+    obs = tensors["loop.obs"].cpu().numpy()
+    mask = tensors["loop.mask"].cpu().numpy() if "loop.mask" in tensors else None
+    return meta["updates"], (obs, mask)
 
 
 def _explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
