@@ -119,7 +119,7 @@ def _check_loss(learner: DQNLearner, *, double: bool, mse: bool) -> None:
         for mm in (False, True)
         if (dd, mm) != (double, mse)
     ]
-    got = float(learner.update(batch, 1)["loss"])
+    got = float(learner.update(batch)["loss"])
     assert got == pytest.approx(want, rel=1e-5)
     assert all(got != pytest.approx(o, rel=1e-3) for o in others)
 

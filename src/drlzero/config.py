@@ -174,6 +174,11 @@ class TrainConfig:
     compile: bool = _f(
         False, "torch.compile the DQN loss and the acting forward (eager fallback; ~20 s first)"
     )
+    fast_path: bool = _f(
+        True,
+        "DQN family: flat weights, traced forwards, NumPy acting and phase-batched targets "
+        "(drlzero.accel); false runs the plain modules (same math, more overhead per step)",
+    )
     cuda_graphs: bool = _f(
         False,
         "CUDA only: replay the compiled loss and acting forward as CUDA graphs (torch.compile "
