@@ -66,9 +66,9 @@ def built(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     monkeypatch.setattr(DQNLearner, "sync_target", record_sync)
     draw = Softmax.__call__
 
-    def record_draw(self: Softmax, q_BA: Any, step: int, *args: Any) -> Any:
+    def record_draw(self: Softmax, q_BA: Any, step: int, *args: Any, **kwargs: Any) -> Any:
         seen["softmax_calls"].append(step)
-        return draw(self, q_BA, step, *args)
+        return draw(self, q_BA, step, *args, **kwargs)
 
     monkeypatch.setattr(Softmax, "__call__", record_draw)
     return seen
@@ -131,7 +131,7 @@ def _check_dueling(seen: dict[str, list[Any]], result: TrainResult) -> None:
     f = learner.q_net.encoder(torch.randn(5, 4))
     with torch.no_grad():  # Q = V + A - mean_a A, so mean_a Q = V
         torch.testing.assert_close(learner.q_net.head(f).mean(1, keepdim=True), head.value(f))
-    _check_loss(learner, double=False, mse=False)
+    _check_loss(learner, double=True, mse=False)  # the preset is Double DQN
 
 
 def _check_rmsprop_mse_polyak(seen: dict[str, list[Any]], result: TrainResult) -> None:
@@ -152,7 +152,7 @@ def _check_rmsprop_mse_polyak(seen: dict[str, list[Any]], result: TrainResult) -
             torch.testing.assert_close(a, b + 0.05 * (o - b))
     moved = [any(not torch.equal(b, a) for b, a in zip(s[1], s[3], strict=True)) for s in polyak]
     assert sum(moved) >= 30  # after the update phase the target really trails the online net
-    _check_loss(learner, double=False, mse=True)
+    _check_loss(learner, double=True, mse=True)  # the preset is Double DQN
 
 
 def _check_softmax(seen: dict[str, list[Any]], result: TrainResult) -> None:
