@@ -323,7 +323,8 @@ class ApexActor:
             self.obs = next_obs
         sent = 0
         if parts:
-            arrays = [np.concatenate(x) for x in zip(*parts, strict=True)]
+            # Ape-X actors act without action masks: the transitions' next_mask is None
+            arrays = [np.concatenate(x) for x in zip(*(p[:6] for p in parts), strict=True)]
             obs, actions, returns, next_obs, terminated, discounts = arrays
             priorities = self._priorities(obs, actions, returns, next_obs, terminated, discounts)
             tr_out = Transitions(obs, actions, returns, next_obs, terminated, discounts, priorities)

@@ -21,7 +21,7 @@ from drlzero.accel import accelerate
 from drlzero.algos.base import Learner, QLearner
 from drlzero.algos.dqn import DQNLearner, build_q_network, compile_setting, uses_family
 from drlzero.algos.rainbow import RainbowLearner
-from drlzero.buffers import ReplayBuffer
+from drlzero.buffers import Batch, ReplayBuffer
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
@@ -177,7 +177,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
 
 
 def _learner_state(
-    q_net: torch.nn.Module, target_net: torch.nn.Module, learner: Learner
+    q_net: torch.nn.Module, target_net: torch.nn.Module, learner: Learner[Batch]
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Networks, optimizer and torch RNG as checkpoint tensors (+ the optimizer's groups)."""
     tensors = {
@@ -194,7 +194,7 @@ def _restore(
     run: Run,
     q_net: torch.nn.Module,
     target_net: torch.nn.Module,
-    learner: Learner,
+    learner: Learner[Batch],
     buffer: Replay,
     envs: Any,
     rng: np.random.Generator,
