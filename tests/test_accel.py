@@ -171,6 +171,9 @@ def test_compile_with_the_rainbow_learner_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"set train\.compile=false"):
         drlzero.train(cfg, out=tmp_path / "run")
+    net = _net(DQNConfig(n_step=3), rainbow=True)
+    with pytest.raises(ConfigError, match=r"set train\.cuda_graphs=false"):  # CUDA graphs
+        RainbowLearner(net, copy.deepcopy(net), DQNConfig(n_step=3), compile="reduce-overhead")
 
 
 def test_optimizer_state_of_the_other_path_is_refused() -> None:

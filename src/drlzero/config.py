@@ -172,7 +172,9 @@ class TrainConfig:
     progress: bool = _f(True, "show a live progress bar")
     tensorboard: bool = _f(True, "write TensorBoard events")
     compile: bool = _f(
-        False, "torch.compile the DQN loss and the acting forward (eager fallback; ~20 s first)"
+        False,
+        "torch.compile the DQN loss and the acting forward (eager fallback; ~20 s first); "
+        "plain DQN only: n-step / PER / C51 / QR / noisy refuse it",
     )
     fast_path: bool = _f(
         True,

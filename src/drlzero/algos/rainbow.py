@@ -189,7 +189,7 @@ class RainbowLearner(QLearner):
 
     Args:
         q_net, target_net, cfg, param_groups: as for :class:`~drlzero.algos.base.QLearner`.
-        compile: must be off: this loss is not compiled (a ConfigError names the fix).
+        compile: must be off (False): this loss is not compiled; a ConfigError names the fix.
     """
 
     def __init__(
@@ -202,9 +202,10 @@ class RainbowLearner(QLearner):
         compile: CompileSetting = False,
     ) -> None:
         if compile:
+            keys = "train.cuda_graphs" if compile == "reduce-overhead" else "train.compile"
             raise ConfigError(
-                "train.compile is not supported with n-step, prioritized, distributional or "
-                "noisy DQN; set train.compile=false"
+                f"{keys} is not supported with n-step, prioritized, distributional or noisy "
+                f"DQN (Ape-X included); set {keys}=false"
             )
         super().__init__(q_net, target_net, cfg, param_groups)
         self.compile: CompileSetting = False
