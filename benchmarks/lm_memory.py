@@ -60,7 +60,7 @@ def child(spec: dict) -> None:
     obs = torch.from_numpy(enc.preprocess(ids))
     batch = Batch(obs, torch.zeros(32, dtype=torch.long), torch.ones(32), obs, torch.zeros(32))
     for _ in range(3):
-        learner.update(batch, 1)
+        learner.update(batch)
     print(
         json.dumps(
             {

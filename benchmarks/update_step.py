@@ -3,7 +3,7 @@
 Update table. The textbook step is what SB3 and CleanRL run: a target forward per step,
 per-tensor ``zero_grad``, ``clip_grad_norm_`` and ``Adam.step`` (for-loop implementation, the CPU
 default). drlzero's keeps all weights and grads in one flat tensor, runs the networks' flat
-forwards (``drlzero.fastpath``), and computes the target network's values for a whole training
+forwards (``drlzero.accel.trace``), and computes the target network's values for a whole training
 phase at once. Columns:
 
 - ``textbook``: as above;
@@ -36,12 +36,13 @@ import torch.nn.functional as F
 from _results import add_result_args, out_dir_for, write_result
 from torch import nn
 
-from drlzero.algos.dqn import DQNLearner, compiled
+from drlzero.accel import FastDQNLearner
+from drlzero.accel.trace import flat_forward, numpy_forward
+from drlzero.algos.dqn import compiled
 from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
 from drlzero.encoders.cnn import MinAtarCNN
 from drlzero.encoders.mlp import MLPEncoder
-from drlzero.fastpath import flat_forward, numpy_forward
 from drlzero.heads import LinearHead, QNetwork
 
 # name -> (network factory, observation shape, batch size)
@@ -95,10 +96,10 @@ def textbook(q: nn.Module, batch: Batch, steps: int, b: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def ours(learner: DQNLearner, parts: list[Batch], per_phase: int) -> float:
+def ours(learner: FastDQNLearner, parts: list[Batch], per_phase: int) -> float:
     t0 = time.perf_counter()
     for part in parts:
-        learner.update(part, per_phase)
+        learner.update_phase(part, per_phase)
     return (time.perf_counter() - t0) / (len(parts) * per_phase)
 
 
@@ -121,7 +122,7 @@ def bench_update(
     ones = [_slice(batch, slice(i * b, (i + 1) * b)) for i in range(args.steps)]
     keys = ["g1", "ph"] + ([] if args.no_compile else ["co"])
     learners = {
-        k: DQNLearner(nets[k], copy.deepcopy(nets[k]), cfg, compile=(k == "co")) for k in keys
+        k: FastDQNLearner(nets[k], copy.deepcopy(nets[k]), cfg, compile=(k == "co")) for k in keys
     }
     runs: dict[str, Callable[[], float]] = {
         "tb": partial(textbook, nets["tb"], batch, args.steps, b),

@@ -64,7 +64,7 @@ def test_learner_loss_matches_manual_computation() -> None:
         q_sa = net(batch.obs).gather(1, batch.actions[:, None]).squeeze(1)
         y = batch.rewards + 0.5 * (1 - batch.terminated) * net(batch.next_obs).max(1).values
         expected = ((q_sa - y) ** 2).mean()
-    stats = learner.update(batch, gradient_steps=1)
+    stats = learner.update(batch)
     torch.testing.assert_close(stats["loss"], expected)
     # the target network did not move with the online one
     assert not torch.equal(learner.target_net.weight, net.weight)
@@ -97,10 +97,10 @@ def test_phase_of_gradient_steps_equals_one_step_at_a_time() -> None:
     cfg = DQNConfig(gamma=0.9, lr=0.01, double=True)
     a, b = _tiny_learner(cfg), _tiny_learner(cfg)
     batch = _random_batch(12)
-    a.update(batch, gradient_steps=3)
+    a.update_phase(batch, 3)
     for i in range(3):
         part = (None if x is None else x[i * 4 : (i + 1) * 4] for x in batch)
-        b.update(Batch(*part), gradient_steps=1)
+        b.update(Batch(*part))
     torch.testing.assert_close(a.q_net.weight, b.q_net.weight)
 
 
@@ -148,10 +148,10 @@ def test_compiled_update_matches_eager() -> None:
     a, b = _tiny_learner(cfg), _tiny_learner(cfg)
     b.td_loss = compiled(b._td_loss)
     batch = _random_batch(12)
-    sa = a.update(batch, gradient_steps=3)
+    sa = a.update_phase(batch, 3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sb = b.update(batch, gradient_steps=3)
+        sb = b.update_phase(batch, 3)
     assert not [w for w in caught if "torch.compile failed" in str(w.message)]
     torch.testing.assert_close(sa["loss"], sb["loss"])
     torch.testing.assert_close(a.q_net.weight, b.q_net.weight)

@@ -1,4 +1,4 @@
-"""The flat eager forward (drlzero.fastpath): exact, live weights, gradients, safe fallbacks."""
+"""The flat eager forward (drlzero.accel.trace): exact, live weights, gradients, safe fallbacks."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from drlzero.algos.dqn import QPolicy
+from drlzero.accel import FastQPolicy
+from drlzero.accel.trace import flat_forward, numpy_forward
 from drlzero.encoders.cnn import MinAtarCNN
 from drlzero.encoders.mlp import MLPEncoder
-from drlzero.fastpath import flat_forward, numpy_forward
 from drlzero.heads import DuelingHead, QNetwork
 from drlzero.noisy import NoisyLinear, reset_noise
 
@@ -113,7 +113,7 @@ def test_numpy_forward_only_where_it_is_exact() -> None:
 def test_policy_acts_the_same_through_numpy_and_torch() -> None:
     net = _mlp_q()
     obs = np.random.default_rng(1).normal(size=(64, 4)).astype(np.float32)
-    fast = QPolicy(net, None, torch.device("cpu"))
+    fast = FastQPolicy(net, None, torch.device("cpu"))
     q_fast = fast.q_values(obs)
     assert fast._numpy is not None
     with torch.inference_mode():

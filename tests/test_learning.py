@@ -82,9 +82,9 @@ def built(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     monkeypatch.setattr(DQNLearner, "sync_target", record_sync)
     draw = Softmax.__call__
 
-    def record_draw(self: Softmax, q_BA: Any, step: int, *args: Any) -> Any:
+    def record_draw(self: Softmax, q_BA: Any, step: int, *args: Any, **kwargs: Any) -> Any:
         seen["softmax_calls"].append(step)
-        return draw(self, q_BA, step, *args)
+        return draw(self, q_BA, step, *args, **kwargs)
 
     monkeypatch.setattr(Softmax, "__call__", record_draw)
     return seen
@@ -135,7 +135,7 @@ def _check_loss(learner: DQNLearner, *, double: bool, mse: bool) -> None:
         for mm in (False, True)
         if (dd, mm) != (double, mse)
     ]
-    got = float(learner.update(batch, 1)["loss"])
+    got = float(learner.update(batch)["loss"])
     assert got == pytest.approx(want, rel=1e-5)
     assert all(got != pytest.approx(o, rel=1e-3) for o in others)
 
@@ -147,7 +147,7 @@ def _check_dueling(seen: dict[str, list[Any]], result: TrainResult) -> None:
     f = learner.q_net.encoder(torch.randn(5, 4))
     with torch.no_grad():  # Q = V + A - mean_a A, so mean_a Q = V
         torch.testing.assert_close(learner.q_net.head(f).mean(1, keepdim=True), head.value(f))
-    _check_loss(learner, double=False, mse=False)
+    _check_loss(learner, double=True, mse=False)  # the preset is Double DQN
 
 
 def _check_rmsprop_mse_polyak(seen: dict[str, list[Any]], result: TrainResult) -> None:
@@ -168,7 +168,7 @@ def _check_rmsprop_mse_polyak(seen: dict[str, list[Any]], result: TrainResult) -
             torch.testing.assert_close(a, b + 0.05 * (o - b))
     moved = [any(not torch.equal(b, a) for b, a in zip(s[1], s[3], strict=True)) for s in polyak]
     assert sum(moved) >= 30  # after the update phase the target really trails the online net
-    _check_loss(learner, double=False, mse=True)
+    _check_loss(learner, double=True, mse=True)  # the preset is Double DQN
 
 
 def _check_softmax(seen: dict[str, list[Any]], result: TrainResult) -> None:

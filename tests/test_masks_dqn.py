@@ -200,7 +200,7 @@ def test_dqn_learner_uses_the_next_state_mask(double: bool) -> None:
         next_v = nq_t[torch.arange(4), chooser]
         y = batch.rewards + 0.9 * (1 - batch.terminated) * next_v
         expected = F.mse_loss(q_b, y)
-    stats = learner.update(batch, 1)
+    stats = learner.update(batch)
     torch.testing.assert_close(stats["loss"], expected)
 
 

@@ -3,7 +3,7 @@ import copy
 import torch
 from torch import nn
 
-from drlzero.optim import FlatParams
+from drlzero.accel.flat import FlatParams
 
 
 def _net() -> nn.Module:

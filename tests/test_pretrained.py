@@ -205,7 +205,7 @@ def test_dqn_update_moves_only_trainable_weights(tok) -> None:
     before = {n: p.detach().clone() for n, p in q.named_parameters()}
     obs = torch.from_numpy(_ids(tok, ["a red ball is one step ahead.", "you see no objects."]))
     batch = Batch(obs, torch.tensor([0, 1]), torch.tensor([1.0, 0.0]), obs, torch.zeros(2))
-    learner.update(batch, 1)
+    learner.update(batch)
     changed = {n for n, p in q.named_parameters() if not torch.equal(before[n], p.detach())}
     frozen = {n for n, p in q.named_parameters() if not p.requires_grad}
     assert not changed & frozen

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from drlzero.accel import FastRainbowLearner
 from drlzero.algos.rainbow import RainbowLearner, build_head, per_sample_loss
 from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
@@ -69,8 +70,8 @@ def test_importance_weights_scale_the_gradient() -> None:
     for w in (torch.ones(8), torch.full((8,), 2.0)):
         net = _net(cfg)
         learner = RainbowLearner(net, copy.deepcopy(net), cfg)
-        learner.update(batch, 1, w)
-        grads.append(learner.flat.param.grad.clone())
+        learner.update(batch._replace(weights=w))
+        grads.append(torch.cat([p.grad.reshape(-1) for p in net.parameters()]))
     torch.testing.assert_close(grads[1], 2 * grads[0])
 
 
@@ -125,21 +126,22 @@ def test_noise_is_resampled_each_update_and_absent_in_eval() -> None:
 
 @pytest.mark.parametrize("dist", ["none", "c51", "qr"])
 def test_flat_forwards_match_the_module_calls(dist: str) -> None:
-    """Rainbow's update through flat traces (noisy layers included) equals the module path."""
+    """The fast learner's update through flat traces (noisy layers included) equals the plain
+    learner's module calls."""
     cfg = DQNConfig(
         distributional=dist, num_atoms=11, dueling=True, noisy=True, double=True, lr=1e-2
     )
     runs = []
-    for flat in (True, False):
+    for cls in (FastRainbowLearner, RainbowLearner):
         torch.manual_seed(0)
         net = _net(cfg)
-        learner = RainbowLearner(net, copy.deepcopy(net), cfg)
-        learner._flat_pending = flat
+        learner = cls(net, copy.deepcopy(net), cfg)
         stats = []
         for _ in range(3):  # noise resampled each update: the traces must read it live
-            s = learner.update(_batch(16), 1, torch.linspace(0.5, 1.0, 16))
+            s = learner.update(_batch(16)._replace(weights=torch.linspace(0.5, 1.0, 16)))
             stats.append((s["loss"].item(), s["priorities"].clone()))
-        assert isinstance(learner.online_fwd, nn.Module) is not flat  # a trace, or the module
+        if cls is FastRainbowLearner:
+            assert not isinstance(learner.online_fwd, nn.Module)  # a trace, not the module
         runs.append((stats, [p.detach().clone() for p in net.parameters()]))
     (flat_stats, flat_params), (mod_stats, mod_params) = runs
     for (la, pa), (lb, pb) in zip(flat_stats, mod_stats, strict=True):

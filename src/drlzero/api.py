@@ -210,6 +210,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
 
         return Agent(cfg, load_sac_policy(cfg, tensors, device), checkpoint)
 
+    from drlzero.accel import FastQPolicy
     from drlzero.algos.dqn import QPolicy, build_q_network
     from drlzero.encoders import env_boundary
     from drlzero.envs import make_env
@@ -221,7 +222,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     env.close()
     load_module("q", q_net, tensors)
     q_net.to(dev).eval()
-    greedy = QPolicy(q_net, None, dev).greedy
+    greedy = (FastQPolicy if cfg.train.fast_path else QPolicy)(q_net, None, dev).greedy
     prep = env_boundary(q_net.encoder)  # tokens -> cached embeddings etc.
     return Agent(cfg, lambda obs, action_mask=None: greedy(prep(obs), action_mask), checkpoint)
 

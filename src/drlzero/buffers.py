@@ -24,6 +24,7 @@ class Batch(NamedTuple):
     terminated: torch.Tensor  # (B,) float32, 1.0 where the episode truly ended
     discounts: torch.Tensor | None = None  # (B,) gamma^m for n-step samples (m rewards summed)
     next_mask: torch.Tensor | None = None  # (B, A) bool: next state's allowed actions (masks on)
+    weights: torch.Tensor | None = None  # (B,) float32 importance weights (prioritized replay)
 
 
 class ReplayBuffer:

@@ -237,7 +237,14 @@ class TrainConfig:
     progress: bool = _f(True, "show a live progress bar")
     tensorboard: bool = _f(True, "write TensorBoard events")
     compile: bool = _f(
-        False, "torch.compile the DQN loss and the acting forward (eager fallback; ~20 s first)"
+        False,
+        "torch.compile the DQN loss and the acting forward (eager fallback; ~20 s first); "
+        "plain DQN only: n-step / PER / C51 / QR / noisy refuse it",
+    )
+    fast_path: bool = _f(
+        True,
+        "DQN family: flat weights, traced forwards, NumPy acting and phase-batched targets "
+        "(drlzero.accel); false runs the plain modules (same math, more overhead per step)",
     )
     cuda_graphs: bool = _f(
         False,

@@ -2,10 +2,13 @@
 (Wang et al. 2016).
 
 The actor (:class:`QPolicy`) maps observations to actions; the learner (:class:`DQNLearner`) maps
-sampled batches to a loss and an optimizer step. The TD target is a pure function of tensors
+a sampled minibatch to a loss and an optimizer step. The TD target is a pure function of tensors
 (:func:`td_targets`). Nothing here knows about files, the CLI or logging.
 
-Shape legend: B batch, A actions, G gradient steps in one training phase, D features.
+This is the plain math; :mod:`drlzero.accel` runs the same steps with less per-call overhead
+(``train.fast_path``).
+
+Shape legend: B batch, A actions, D features.
 
 Example:
     >>> import torch
@@ -25,15 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drlzero.algos.base import QLearner
 from drlzero.buffers import Batch
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import build_encoder
 from drlzero.errors import ConfigError
 from drlzero.exploration import Explorer, greedy_actions
-from drlzero.fastpath import flat_forward, numpy_forward
 from drlzero.heads import DuelingHead, LinearHead, QNetwork
 from drlzero.masks import checked_mask, masked_argmax, masked_max
-from drlzero.optim import FlatParams
 
 
 def td_targets(
@@ -131,7 +133,14 @@ def build_q_network(cfg: Config, obs_space: gym.Space, action_space: gym.Space) 
 
 
 class QPolicy:
-    """The actor: Q-values -> actions via an explorer during training, greedy for evaluation."""
+    """The actor: Q-values -> actions via an explorer during training, greedy for evaluation.
+
+    Args:
+        q_net: the Q-network (observations -> ``(B, A)`` Q-values).
+        explorer: the behaviour policy over Q-values; None for a greedy-only policy.
+        device: where ``q_net`` lives (observations are moved there).
+        compile: torch.compile the forward (see :func:`compile_setting`).
+    """
 
     def __init__(
         self,
@@ -144,38 +153,20 @@ class QPolicy:
         self.q_net = q_net
         self.explorer = explorer
         self.device = device
+        self.compile = compile
         self._move = device.type != "cpu"
-        # Compiled on request; else built on the first observation: NumPy for small CPU MLPs
-        # (fastpath.numpy_forward), the flat eager torch forward otherwise.
-        self.forward: Callable[[torch.Tensor], torch.Tensor] | None = (
-            compiled(q_net, compile) if compile else None
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = (
+            compiled(q_net, compile) if compile else q_net
         )
-        self._numpy: Callable[[np.ndarray], np.ndarray] | None = None
-
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
-        if self._numpy is None and self.forward is None:
-            self._build(obs)
-        if self._numpy is not None:
-            return self._numpy(obs)
-        return self._torch_q_values(obs)
-
-    def _build(self, obs: np.ndarray) -> None:
-        """Small CPU MLPs act in NumPy (views of the live weights); the rest via the flat
-        eager torch forward."""
-        if not self._move:
-            self._numpy = numpy_forward(self.q_net, np.asarray(obs))
-        if self._numpy is None:
-            self.forward = flat_forward(self.q_net, self._to_device(obs))
 
     def _to_device(self, obs: np.ndarray) -> torch.Tensor:
         obs_t = torch.from_numpy(np.asarray(obs))
         return obs_t.to(self.device, non_blocking=True) if self._move else obs_t
 
     @torch.inference_mode()
-    def _torch_q_values(self, obs: np.ndarray) -> np.ndarray:
-        assert self.forward is not None
-        obs_t = self._to_device(obs)
-        q_BA = self.forward(obs_t)
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """``(B, A)`` float32 Q-values of a batch of observations."""
+        q_BA = self.forward(self._to_device(obs))
         if q_BA.dtype != torch.float32 or self._move:
             q_BA = q_BA.float().cpu()
         return q_BA.numpy()
@@ -206,41 +197,12 @@ class QPolicy:
         return greedy_actions(q_BA, checked_mask(action_mask, *q_BA.shape))
 
 
-class _FlatGroups:
-    """Several :class:`FlatParams` (one per optimizer group) behind the same interface; the
-    gradient norm is global over all of them."""
-
-    def __init__(self, flats: list[FlatParams]) -> None:
-        self.flats = flats
-
-    def relink(self) -> None:
-        for f in self.flats:
-            f.relink()
-
-    def zero_grad(self) -> None:
-        for f in self.flats:
-            f.zero_grad()
-
-    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
-        grads = [f.param.grad for f in self.flats]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        scale = (max_norm / (norm + 1e-6)).clamp_(max=1.0)
-        torch._foreach_mul_(grads, scale)
-        return norm
-
-
-class DQNLearner:
-    """TD learning for a Q-network with a target network.
+class DQNLearner(QLearner):
+    """DQN / Double DQN: one TD step per minibatch against a fixed target network.
 
     Args:
-        q_net: the online network (trained).
-        target_net: a copy of it, updated only by :meth:`sync_target`. Tensors it shares with
-            ``q_net`` (a frozen pretrained backbone, see ``encoders.pretrained.make_target``)
-            are neither frozen here nor synced.
-        cfg: the DQN hyperparameters.
-        param_groups: optional optimizer groups (``params``, ``lr`` and extra keys such as a
-            warm-up), e.g. a pretrained backbone at its own learning rate; default one group of
-            every trainable parameter at ``cfg.lr``.
+        q_net, target_net, cfg, param_groups: as for :class:`~drlzero.algos.base.QLearner`.
+        compile: torch.compile the TD loss (forward and, through AOTAutograd, its backward).
     """
 
     def __init__(
@@ -252,122 +214,45 @@ class DQNLearner:
         *,
         compile: CompileSetting = False,
     ) -> None:
-        self.q_net = q_net
-        self.target_net = target_net
-        self.cfg = cfg
-        online_ids = {id(t) for t in [*q_net.parameters(), *q_net.buffers()]}
-        for p in target_net.parameters():
-            if id(p) not in online_ids:
-                p.requires_grad_(False)
-        if param_groups is None:
-            param_groups = [{"params": [p for p in q_net.parameters() if p.requires_grad]}]
-        # One contiguous weight/grad tensor per group: zeroing, clipping and the optimizer step
-        # are one kernel each instead of one per tensor (see drlzero.optim).
-        flats = [FlatParams(list(g["params"])) for g in param_groups]
-        self.flat = flats[0] if len(flats) == 1 else _FlatGroups(flats)
-        groups = [{**g, "params": [f.param]} for g, f in zip(param_groups, flats, strict=True)]
-        if cfg.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
-                groups, lr=cfg.lr, eps=cfg.adam_eps, fused=True
-            )
-        else:
-            self.optimizer = torch.optim.RMSprop(
-                groups,
-                lr=cfg.lr,
-                eps=cfg.adam_eps,
-                alpha=cfg.rmsprop_alpha,
-                centered=cfg.rmsprop_centered,
-                foreach=True,
-            )
+        super().__init__(q_net, target_net, cfg, param_groups)
+        self.compile = compile
         self.loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
-        # Forward + loss (and, through AOTAutograd, their backward) compiled on request;
-        # eagerly, the networks' flat forwards (drlzero.fastpath) are built on the first batch.
         self.td_loss = compiled(self._td_loss, compile) if compile else self._td_loss
-        self._flat_pending = not compile
-        self.online_fwd: Callable[[torch.Tensor], torch.Tensor] = q_net
-        self.target_fwd: Callable[[torch.Tensor], torch.Tensor] = target_net
-        pairs = [
-            (o, t)
-            for o, t in zip(
-                [*q_net.parameters(), *q_net.buffers()],
-                [*target_net.parameters(), *target_net.buffers()],
-                strict=True,
-            )
-            if o is not t
-        ]
-        self._online = [o for o, _ in pairs]
-        self._target = [t for _, t in pairs]
-        self.sync_target(1.0)
 
     def _td_loss(
         self, obs: torch.Tensor, actions_B: torch.Tensor, y_B: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The TD loss on the taken actions only, and Q of those actions."""
-        q_B = self.online_fwd(obs).gather(1, actions_B.unsqueeze(1)).squeeze(1)
+        q_B = self.q_net(obs).gather(1, actions_B.unsqueeze(1)).squeeze(1)
         return self.loss_fn(q_B, y_B), q_B
 
-    @torch.no_grad()
-    def sync_target(self, tau: float | None = None) -> None:
-        """Hard copy (tau=1) or Polyak step ``target <- (1-tau) target + tau online`` in place."""
-        tau = self.cfg.tau if tau is None else tau
-        if tau >= 1.0:
-            torch._foreach_copy_(self._target, self._online)
-        else:
-            torch._foreach_lerp_(self._target, self._online, tau)
-
-    def update(self, batch: Batch, gradient_steps: int) -> dict[str, torch.Tensor]:
-        """``gradient_steps`` optimizer steps on a batch of ``gradient_steps * B`` transitions.
-
-        The target network is fixed within a training phase (it changes only between phases),
-        so the target Q-values of all G minibatches come from one batched forward pass.
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step on ``L = mean_B loss(Q(s, a), y)`` with ``y`` from the target net
+        (Mnih et al. 2015, Algorithm 1; Double: van Hasselt et al. 2016, eq. 4).
 
         Returns:
-            Mean ``loss`` and ``q_mean`` (Q of the taken actions) over the phase, as 0-d tensors
-            (no host synchronisation here; convert when logging).
+            ``loss`` and ``q_mean`` (Q of the taken actions) as 0-d tensors (no host
+            synchronisation here; convert when logging).
         """
-        g = gradient_steps
-        b = batch.actions.shape[0] // g
-        if self._flat_pending:
-            self._flat_pending = False
-            self.online_fwd = flat_forward(self.q_net, batch.obs[:1])
-            self.target_fwd = flat_forward(self.target_net, batch.next_obs[:1])
+        if batch.weights is not None:
+            raise ValueError(
+                "DQNLearner has no importance weights; prioritized replay learns "
+                "with RainbowLearner"
+            )
         with torch.no_grad():
-            next_q_target_BA = self.target_fwd(batch.next_obs)
-            if not self.cfg.double:
-                y_all = td_targets(
-                    batch.rewards,
-                    batch.terminated,
-                    next_q_target_BA,
-                    self.cfg.gamma,
-                    next_mask_BA=batch.next_mask,
-                )
-        self.flat.relink()
-        if g > 1:
-            loss_sum = torch.zeros((), device=batch.rewards.device)
-            q_sum = torch.zeros((), device=batch.rewards.device)
-        for i in range(g):
-            s = slice(i * b, (i + 1) * b)
-            if self.cfg.double:
-                with torch.no_grad():
-                    next_q_online_BA = self.online_fwd(batch.next_obs[s])
-                y_B = td_targets(
-                    batch.rewards[s],
-                    batch.terminated[s],
-                    next_q_target_BA[s],
-                    self.cfg.gamma,
-                    next_q_online_BA,
-                    None if batch.next_mask is None else batch.next_mask[s],
-                )
-            else:
-                y_B = y_all[s]
-            loss, q_B = self.td_loss(batch.obs[s], batch.actions[s], y_B)
-            self.flat.zero_grad()
-            loss.backward()
-            if self.cfg.max_grad_norm is not None:
-                self.flat.clip_grad_norm_(self.cfg.max_grad_norm)
-            self.optimizer.step()
-            if g == 1:  # no running sums: 6 fewer small ops (~5 µs each here) per update
-                return {"loss": loss.detach(), "q_mean": q_B.detach().mean()}
-            loss_sum += loss.detach()
-            q_sum += q_B.detach().mean()
-        return {"loss": loss_sum / g, "q_mean": q_sum / g}
+            next_q_target_BA = self.target_net(batch.next_obs)
+            next_q_online_BA = self.q_net(batch.next_obs) if self.cfg.double else None
+            y_B = td_targets(
+                batch.rewards,
+                batch.terminated,
+                next_q_target_BA,
+                self.cfg.gamma,
+                next_q_online_BA,
+                batch.next_mask,
+            )
+        loss, q_B = self.td_loss(batch.obs, batch.actions, y_B)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.clip_gradients()
+        self.optimizer.step()
+        return {"loss": loss.detach(), "q_mean": q_B.detach().mean()}

@@ -7,20 +7,21 @@
   fresh noise for every update and every acting step;
 - Double and Dueling, as in :mod:`drlzero.algos.dqn`.
 
-The plain-DQN learner (:class:`drlzero.algos.dqn.DQNLearner`) stays the fast path; this learner
-runs when any of the above is switched on. Shape legend: B batch, A actions, N atoms/quantiles.
+The plain-DQN learner (:class:`drlzero.algos.dqn.DQNLearner`) learns when all of the above are
+off; this learner when any is on. :mod:`drlzero.accel` speeds both up (``train.fast_path``).
+Shape legend: B batch, A actions, N atoms/quantiles.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drlzero.algos.dqn import DQNLearner, td_targets
+from drlzero.algos.base import QLearner
+from drlzero.algos.dqn import CompileSetting, td_targets
 from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
 from drlzero.distributional import (
@@ -31,7 +32,7 @@ from drlzero.distributional import (
     quantile_huber_loss,
     quantile_targets,
 )
-from drlzero.fastpath import flat_forward
+from drlzero.errors import ConfigError
 from drlzero.heads import DuelingHead, LinearHead
 from drlzero.masks import masked_argmax
 from drlzero.noisy import NoiseResetter, NoisyLinear, noisy_layers
@@ -182,58 +183,47 @@ def per_sample_loss(
     return loss_B, loss_B.detach(), q_B
 
 
-class RainbowLearner(DQNLearner):
-    """The DQN learner with importance weights in and priorities out, n-step discounts,
-    distributional losses and noisy-net resets (optimizer, flat weights and target handling are
-    :class:`DQNLearner`'s).
+class RainbowLearner(QLearner):
+    """The DQN family's learner: importance weights in (``batch.weights``) and priorities out,
+    n-step discounts, distributional losses and noisy-net resets.
+
+    Args:
+        q_net, target_net, cfg, param_groups: as for :class:`~drlzero.algos.base.QLearner`.
+        compile: must be off (False): this loss is not compiled; a ConfigError names the fix.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # the losses read raw outputs (distributions for C51/QR): module calls until the first
-        # batch, then their flat forwards (not under compile: torch.compile gets the modules)
-        self.online_fwd = RawOutput(self.q_net)
-        self.target_fwd = RawOutput(self.target_net)
+    def __init__(
+        self,
+        q_net: nn.Module,
+        target_net: nn.Module,
+        cfg: DQNConfig,
+        param_groups: list[dict] | None = None,
+        *,
+        compile: CompileSetting = False,
+    ) -> None:
+        if compile:
+            keys = "train.cuda_graphs" if compile == "reduce-overhead" else "train.compile"
+            raise ConfigError(
+                f"{keys} is not supported with n-step, prioritized, distributional or noisy "
+                f"DQN (Ape-X included); set {keys}=false"
+            )
+        super().__init__(q_net, target_net, cfg, param_groups)
+        self.compile: CompileSetting = False
+        # one Gaussian draw per update for every noisy layer of both networks (none: no-op)
+        self.reset_noise = NoiseResetter(noisy_layers(q_net) + noisy_layers(target_net))
 
-    def update(
-        self, batch: Batch, gradient_steps: int = 1, weights_B: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        """``gradient_steps`` optimizer steps on consecutive slices of ``batch``.
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step on ``L = mean_B w_B loss_B`` (``w_B = batch.weights``, 1 without
+        prioritized replay), with fresh network noise.
 
         Returns:
-            Mean ``loss`` and ``q_mean`` as 0-d tensors, and ``priorities`` (one per sample of
-            ``batch``) for a prioritized sampler.
+            ``loss`` and ``q_mean`` as 0-d tensors, and ``priorities`` (one per sample).
         """
-        g = gradient_steps
-        b = batch.actions.shape[0] // g
-        if not hasattr(self, "_reset_noise"):
-            self._reset_noise = NoiseResetter(
-                noisy_layers(self.q_net) + noisy_layers(self.target_net)
-            )
-        if self._flat_pending:  # flat forwards of the raw outputs (noisy layers included)
-            self._flat_pending = False
-            self.online_fwd = flat_forward(self.online_fwd, batch.obs[:1])  # type: ignore[arg-type]
-            self.target_fwd = flat_forward(self.target_fwd, batch.next_obs[:1])  # type: ignore[arg-type]
-        self.flat.relink()
-        losses, qs, prios = [], [], []
-        for i in range(g):
-            part = Batch(*(None if x is None else x[i * b : (i + 1) * b] for x in batch))
-            w_B = None if weights_B is None else weights_B[i * b : (i + 1) * b]
-            self._reset_noise()
-            loss_B, prio_B, q_B = per_sample_loss(
-                self.q_net, self.target_net, part, self.cfg, self.online_fwd, self.target_fwd
-            )
-            loss = (loss_B * w_B).mean() if w_B is not None else loss_B.mean()
-            self.flat.zero_grad()
-            loss.backward()
-            if self.cfg.max_grad_norm is not None:
-                self.flat.clip_grad_norm_(self.cfg.max_grad_norm)
-            self.optimizer.step()
-            losses.append(loss.detach())
-            qs.append(q_B.mean())
-            prios.append(prio_B)
-        return {
-            "loss": torch.stack(losses).mean(),
-            "q_mean": torch.stack(qs).mean(),
-            "priorities": torch.cat(prios),
-        }
+        self.reset_noise()
+        loss_B, prio_B, q_B = per_sample_loss(self.q_net, self.target_net, batch, self.cfg)
+        loss = (loss_B * batch.weights).mean() if batch.weights is not None else loss_B.mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.clip_gradients()
+        self.optimizer.step()
+        return {"loss": loss.detach(), "q_mean": q_B.mean(), "priorities": prio_B}

@@ -44,7 +44,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from drlzero.algos.dqn import QPolicy, build_q_network, compile_setting
+from drlzero.accel import accelerate
+from drlzero.algos.dqn import build_q_network, compile_setting
 from drlzero.algos.rainbow import RainbowLearner, per_sample_loss
 from drlzero.buffers import Batch, ReplayBuffer
 from drlzero.config import Config, DQNConfig
@@ -263,7 +264,8 @@ class ApexActor:
         self.q_net.eval()
         self.prep = env_boundary(self.q_net.encoder)
         explorer = EpsilonGreedy(ConstantSchedule(epsilon), int(act_space.n))
-        self.policy = QPolicy(self.q_net, explorer, torch.device("cpu"))
+        _, policy_cls = accelerate(RainbowLearner, on=cfg.train.fast_path)
+        self.policy = policy_cls(self.q_net, explorer, torch.device("cpu"))
         shape, dtype = stored_spec(self.q_net.encoder, obs_space)
         self.nstep = NStepAccumulator(
             cfg.dqn.n_step, cfg.dqn.gamma, self.envs.num_envs, shape, dtype
@@ -321,7 +323,8 @@ class ApexActor:
             self.obs = next_obs
         sent = 0
         if parts:
-            arrays = [np.concatenate(x) for x in zip(*parts, strict=True)]
+            # Ape-X actors act without action masks: the transitions' next_mask is None
+            arrays = [np.concatenate(x) for x in zip(*(p[:6] for p in parts), strict=True)]
             obs, actions, returns, next_obs, terminated, discounts = arrays
             priorities = self._priorities(obs, actions, returns, next_obs, terminated, discounts)
             tr_out = Transitions(obs, actions, returns, next_obs, terminated, discounts, priorities)
@@ -447,9 +450,10 @@ class ApexTrainer:
         self.target_net = make_target(self.q_net, share_encoder=cfg.encoder.target_share == "share")
         groups = param_groups(self.q_net, d.lr, cfg.encoder.backbone_lr, cfg.encoder.warmup)
         mode = compile_setting(t.compile, t.cuda_graphs, self.device)
-        self.learner = RainbowLearner(self.q_net, self.target_net, d, groups, compile=mode)
+        learner_cls, policy_cls = accelerate(RainbowLearner, on=t.fast_path)
+        self.learner = learner_cls(self.q_net, self.target_net, d, groups, compile=mode)
         self.prep = env_boundary(self.q_net.encoder)
-        self.policy = QPolicy(self.q_net, None, self.device)
+        self.policy = policy_cls(self.q_net, None, self.device)
         self.evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
 
         shape, dtype = stored_spec(self.q_net.encoder, obs_space)
@@ -579,7 +583,7 @@ class ApexTrainer:
                     batch = Batch(*(torch.tensor(a, device=self.device) for a in arrays))
                     w = torch.tensor(weights, device=self.device)
                     g = dx.sample_batches
-                    self.last_stats = self.learner.update(batch, g, w)
+                    self.last_stats = self.learner.update_phase(batch._replace(weights=w), g)
                     prio = self.last_stats["priorities"].detach().float().cpu().numpy()
                     self.shards[shard].update_priorities.remote(idx, prio)
                     before, self.updates = self.updates, self.updates + g

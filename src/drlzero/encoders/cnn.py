@@ -45,7 +45,7 @@ def _to_channels_first(obs: torch.Tensor, is_channels_last: bool) -> torch.Tenso
     return x.permute(0, 3, 1, 2) if is_channels_last else x
 
 
-# One opaque call in a traced graph (drlzero.fastpath): its dtype branch runs on real tensors.
+# One opaque call in a traced graph (drlzero.accel.trace): its dtype branch runs on real tensors.
 torch.fx.wrap("_to_channels_first")
 
 

@@ -236,4 +236,16 @@ def load_optimizer(
         if k.startswith("optim."):
             _, idx, key = k.split(".", 2)
             state.setdefault(int(idx), {})[key] = v
+    # The fast path (train.fast_path) steps one flat tensor per group, the plain path one
+    # tensor per parameter: their optimizer states have different layouts.
+    sizes = [len(g["params"]) for g in opt.param_groups]
+    if sizes != [len(g["params"]) for g in groups] or any(
+        v.shape != opt.param_groups[0]["params"][0].shape
+        for v in state.get(0, {}).values()
+        if v.ndim > 0
+    ):
+        raise CheckpointError(
+            "the checkpoint's optimizer state does not fit this learner (saved with the other "
+            "train.fast_path setting?); resume with the train.fast_path it was trained with"
+        )
     opt.load_state_dict({"state": state, "param_groups": groups})

@@ -17,15 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from drlzero.algos.dqn import (
-    DQNLearner,
-    QPolicy,
-    build_q_network,
-    compile_setting,
-    uses_family,
-)
+from drlzero.accel import accelerate
+from drlzero.algos.base import Learner, QLearner
+from drlzero.algos.dqn import DQNLearner, build_q_network, compile_setting, uses_family
 from drlzero.algos.rainbow import RainbowLearner
-from drlzero.buffers import ReplayBuffer
+from drlzero.buffers import Batch, ReplayBuffer
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
@@ -58,17 +54,21 @@ def _real_next_obs(
     return real
 
 
-def _learn(
-    learner: DQNLearner | RainbowLearner, buffer: Replay, d: DQNConfig, step: int
-) -> dict[str, torch.Tensor]:
-    """``d.gradient_steps`` updates on minibatches from ``buffer``; the last update's stats."""
-    if buffer.per is None:  # one sample for all the steps: the batched fast path
+def _learn(learner: QLearner, buffer: Replay, d: DQNConfig, step: int) -> dict[str, torch.Tensor]:
+    """A training phase of ``d.gradient_steps`` updates on minibatches from ``buffer``.
+
+    Uniform replay: one sample of ``gradient_steps * batch_size`` transitions, cut into the
+    phase's minibatches (the target network is fixed within the phase); its mean stats.
+    Prioritized: priorities change after every step, so each minibatch is sampled anew (its
+    importance weights in ``batch.weights``); the last update's stats.
+    """
+    if buffer.per is None:
         batch, _, _ = buffer.sample(d.batch_size * d.gradient_steps, step)
-        return learner.update(batch, d.gradient_steps)
+        return learner.update_phase(batch, d.gradient_steps)
     stats: dict[str, torch.Tensor] = {}
-    for _ in range(d.gradient_steps):  # priorities change after every step: sample anew
+    for _ in range(d.gradient_steps):
         batch, idx, weights = buffer.sample(d.batch_size, step)
-        stats = learner.update(batch, 1, weights)  # type: ignore[call-arg]
+        stats = learner.update(batch._replace(weights=weights))
         buffer.update_priorities(idx, stats["priorities"])
     return stats
 
@@ -87,13 +87,16 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     # Frozen weights (a pretrained backbone) are shared with the target, not copied.
     target_net = make_target(q_net, share_encoder=cfg.encoder.target_share == "share")
     groups = param_groups(q_net, d.lr, cfg.encoder.backbone_lr, cfg.encoder.warmup)
-    # Plain DQN keeps the batched fast path; PER / n-step / C51 / QR / noisy use Rainbow's.
     mode = compile_setting(t.compile, t.cuda_graphs, device)
-    Learner = RainbowLearner if uses_family(d) else DQNLearner
-    learner = Learner(q_net, target_net, d, groups, compile=mode)
+    # PER / n-step / C51 / QR / noisy learn with Rainbow's learner, plain DQN with its own; the
+    # fast path (drlzero.accel) computes the same steps with less overhead per call.
+    learner_cls, policy_cls = accelerate(
+        RainbowLearner if uses_family(d) else DQNLearner, on=t.fast_path
+    )
+    learner = learner_cls(q_net, target_net, d, groups, compile=mode)
     prep = env_boundary(q_net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
     explorer = build_explorer(cfg.exploration, int(act_space.n), t.total_steps)
-    policy = QPolicy(q_net, explorer, device, compile=mode)
+    policy = policy_cls(q_net, explorer, device, compile=mode)
     reset_acting_noise = NoiseResetter(noisy_layers(q_net))
     masks = MaskSource(cfg.env.action_mask, E, int(act_space.n))  # action masks (off: None)
     capacity = min(d.buffer_size, max(t.total_steps, d.batch_size))
@@ -174,7 +177,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
 
 
 def _learner_state(
-    q_net: torch.nn.Module, target_net: torch.nn.Module, learner: DQNLearner | RainbowLearner
+    q_net: torch.nn.Module, target_net: torch.nn.Module, learner: Learner[Batch]
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Networks, optimizer and torch RNG as checkpoint tensors (+ the optimizer's groups)."""
     tensors = {
@@ -191,7 +194,7 @@ def _restore(
     run: Run,
     q_net: torch.nn.Module,
     target_net: torch.nn.Module,
-    learner: DQNLearner | RainbowLearner,
+    learner: Learner[Batch],
     buffer: Replay,
     envs: Any,
     rng: np.random.Generator,

@@ -7,13 +7,14 @@ module's own parameter objects, which cuts a single-observation forward from 49 
 that MLP here (the action table of ``benchmarks/update_step.py``) without compiling anything.
 
 The flat function reads the same ``nn.Parameter`` objects as the module, so optimizer steps
-(including :class:`drlzero.optim.FlatParams`, which swaps ``.data`` but keeps the objects) are
-seen at once: there is no stale copy. Buffers are inputs too (read live), so the noise buffers of
-noisy layers, resampled in place, are seen as well; a network with noisy layers gets one trace per
-mode (``train()`` / ``eval()``), chosen at each call by the noisy layers' own ``training``
-flag. Modules with other per-call randomness or running statistics (dropout, batch norm) or
-with data-dependent Python control flow are not traced; they keep the module call. Every trace
-is checked against the module on an example input (in each mode) before it is used.
+(including :class:`drlzero.accel.flat.FlatParams`, which swaps ``.data`` but keeps the
+objects) are seen at once: there is no stale copy. Buffers are inputs too (read live), so the
+noise buffers of noisy layers, resampled in place, are seen as well; a network with noisy
+layers gets one trace per mode (``train()`` / ``eval()``), chosen at each call by the noisy
+layers' own ``training`` flag. Modules with other per-call randomness or running statistics
+(dropout, batch norm) or with data-dependent Python control flow are not traced; they keep the
+module call. Every trace is checked against the module on an example input (in each mode)
+before it is used.
 
 :func:`numpy_forward` goes one step further for acting on CPU: an MLP's trace (linear, ReLU,
 Tanh, add, sub, mean, flatten) evaluated with NumPy on views of the live parameters. Acting on

@@ -62,3 +62,27 @@ class FlatParams:
         norm = torch.linalg.vector_norm(grad)
         grad.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
         return norm
+
+
+class FlatGroups:
+    """Several :class:`FlatParams` (one per optimizer group) behind the same interface; the
+    gradient norm is global over all of them."""
+
+    def __init__(self, flats: list[FlatParams]) -> None:
+        self.flats = flats
+
+    def relink(self) -> None:
+        for f in self.flats:
+            f.relink()
+
+    def zero_grad(self) -> None:
+        for f in self.flats:
+            f.zero_grad()
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """Scale all groups' gradients to global L2 norm <= ``max_norm``; returns the norm."""
+        grads = [f.param.grad for f in self.flats]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        scale = (max_norm / (norm + 1e-6)).clamp_(max=1.0)
+        torch._foreach_mul_(grads, scale)
+        return norm
