@@ -469,7 +469,9 @@ def test_preset_combination_names_each_switch() -> None:
     cfg = load_config(
         "cartpole-dqn", overrides=["dqn.distributional=qr", "dqn.noisy=true", "dqn.n_step=5"]
     )
-    assert preset_combination(cfg) == "dqn + n_step=5, qr, noisy on CartPole-v1 (mlp encoder)"
+    assert (
+        preset_combination(cfg) == "dqn + double, n_step=5, qr, noisy on CartPole-v1 (mlp encoder)"
+    )
 
 
 # ------------------------------------------------------------------------ random baseline
