@@ -43,7 +43,7 @@ from _results import add_result_args, out_dir_for, write_result
 import drlzero
 from drlzero.config import Config, load_config
 from drlzero.train.evaluate import Evaluator, evaluate_policy
-from drlzero.train.loop import EVAL_SEED_OFFSET
+from drlzero.train.run import EVAL_SEED_OFFSET
 
 SCRIPT = "cartpole_vs_sb3"
 QUIET = ["train.progress=false", "train.tensorboard=false", "train.checkpoint_freq=0"]

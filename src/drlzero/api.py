@@ -22,7 +22,14 @@ from drlzero.config import TABULAR_ALGOS, Config, EnvConfig, load_config, set_ke
 from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import load_checkpoint, load_module
 from drlzero.train.evaluate import evaluate_policy
-from drlzero.train.run import TrainResult, json_safe, new_run_dir, resume_config, write_eval_json
+from drlzero.train.run import (
+    REPORT_SEED_OFFSET,
+    TrainResult,
+    json_safe,
+    new_run_dir,
+    resume_config,
+    write_eval_json,
+)
 
 if TYPE_CHECKING:
     from drlzero.train.distill import DistillResult
@@ -298,7 +305,7 @@ def evaluate(
         )
     agent = load_agent(run_dir, checkpoint)
     cfg = agent.config
-    eval_seed = cfg.train.seed + 20_000 if seed is None else seed
+    eval_seed = cfg.train.seed + REPORT_SEED_OFFSET if seed is None else seed
     masked = cfg.env.action_mask != "none"  # greedy among the allowed actions, as in training
     info = agent.takes_info
     result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked, pass_info=info)
@@ -356,7 +363,8 @@ def evaluate_baseline(
     else:
         env_cfg = EnvConfig(id=env)
     make_env(env_cfg, training=False).close()  # an unknown id or missing extra: one line
-    return json_safe(_evaluate_baseline(env_cfg, name, episodes, 20_000 if seed is None else seed))
+    eval_seed = REPORT_SEED_OFFSET if seed is None else seed
+    return json_safe(_evaluate_baseline(env_cfg, name, episodes, eval_seed))
 
 
 def record(

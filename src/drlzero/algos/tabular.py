@@ -26,10 +26,8 @@ from drlzero.envs.state import get_env_state, set_env_state
 from drlzero.errors import ConfigError
 from drlzero.exploration import Explorer, build_explorer
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.run import Run, TrainResult, rng_state, set_rng_state
+from drlzero.train.run import EVAL_SEED_OFFSET, Run, TrainResult, rng_state, set_rng_state
 from drlzero.utils import seed_everything
-
-EVAL_SEED_OFFSET = 10_000
 
 
 def td_target(

@@ -52,7 +52,7 @@ from drlzero.config import Config, DQNConfig
 from drlzero.distributed import init_ray, require_ray
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
-from drlzero.envs import episode_successes, make_env, make_vec_env
+from drlzero.envs import episode_successes, make_env, make_vec_env, real_next_obs
 from drlzero.exploration import ConstantSchedule, EpsilonGreedy
 from drlzero.replay import NStepAccumulator, PrioritizedSampler
 from drlzero.train.checkpoint import (
@@ -65,9 +65,8 @@ from drlzero.train.checkpoint import (
 )
 from drlzero.train.evaluate import Evaluator
 from drlzero.train.logger import RunLogger
-from drlzero.train.loop import EVAL_SEED_OFFSET, _real_next_obs
 from drlzero.train.plots import plot_learning_curve
-from drlzero.train.run import TrainResult, write_eval_json
+from drlzero.train.run import EVAL_SEED_OFFSET, TrainResult, write_eval_json
 from drlzero.utils import pick_device, seed_everything
 
 Weights = dict[str, np.ndarray]
@@ -308,7 +307,7 @@ class ApexActor:
             raw_next, reward, term, trunc, info = self.envs.step(actions)
             next_obs = self.prep(raw_next)
             done = term | trunc
-            real_next = _real_next_obs(next_obs, bool(done.any()), info, self.prep)
+            real_next = real_next_obs(next_obs, bool(done.any()), info, self.prep)
             tr = self.nstep.push(self.obs, actions, reward, real_next, term, trunc)
             if len(tr.actions):
                 parts.append(tr)

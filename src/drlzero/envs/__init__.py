@@ -21,7 +21,13 @@ from drlzero.envs import atari as _atari
 from drlzero.envs import minatar as _minatar
 from drlzero.errors import ConfigError
 
-__all__ = ["episode_successes", "make_env", "make_vec_env", "registered_env_ids"]
+__all__ = [
+    "episode_successes",
+    "make_env",
+    "make_vec_env",
+    "real_next_obs",
+    "registered_env_ids",
+]
 
 
 def registered_env_ids() -> list[str]:
@@ -89,6 +95,25 @@ def make_vec_env(
     from drlzero.envs.vector import SameStepSyncVectorEnv
 
     return SameStepSyncVectorEnv(fns)
+
+
+def real_next_obs(
+    next_obs: np.ndarray, any_done: bool, info: dict[str, Any], prep: Callable[[Any], np.ndarray]
+) -> np.ndarray:
+    """The true next observations of one vector step, for the transitions to store.
+
+    Under SAME_STEP autoreset an env whose episode ended returns the next episode's first
+    observation; its true last one is in ``info["final_obs"]`` and goes through ``prep`` (the
+    encoder's env-boundary step) like every stored observation.
+    """
+    if not any_done:
+        return next_obs
+    from drlzero.envs.text import stack_obs
+
+    real = next_obs.copy()
+    idx = np.flatnonzero(info["_final_obs"])
+    real[idx] = prep(stack_obs([info["final_obs"][i] for i in idx]))
+    return real
 
 
 def episode_successes(

@@ -44,11 +44,9 @@ from drlzero.errors import ConfigError, UserError
 from drlzero.heads import QNetwork
 from drlzero.train.checkpoint import load_checkpoint, load_module, module_tensors, save_checkpoint
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.run import Run, json_safe, write_eval_json
+from drlzero.train.run import EVAL_SEED_OFFSET, REPORT_SEED_OFFSET, Run, json_safe, write_eval_json
 from drlzero.train.teacher import QRun, load_q_run
 from drlzero.utils import seed_everything
-
-EVAL_SEED_OFFSET = 20_000  # what 'drlzero eval' uses for a run of this seed: same episodes
 
 
 @dataclass
@@ -274,7 +272,7 @@ def distill(
         save_config(c, d / "config.yaml")
     if n_tasks > 1:
         save_config(cfgs[0], run_dir / "config.yaml")
-    evaluators = [Evaluator(c.env, s.eval_episodes, s.seed + 10_000) for c in cfgs]
+    evaluators = [Evaluator(c.env, s.eval_episodes, s.seed + EVAL_SEED_OFFSET) for c in cfgs]
     rng = np.random.default_rng(s.seed + 2)
     teacher_steps = int(s.teacher_fraction * s.total_steps)
 
@@ -432,7 +430,7 @@ def _report(
     s: DistillConfig,
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    eval_seed = s.seed + EVAL_SEED_OFFSET
+    eval_seed = s.seed + REPORT_SEED_OFFSET  # the episodes 'drlzero eval' uses
     tasks: list[dict[str, Any]] = []
     for t, net, c, (shape, _a) in zip(tq, nets, cfgs, dims, strict=True):
         ev = Evaluator(c.env, s.final_episodes, eval_seed)

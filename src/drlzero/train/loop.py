@@ -9,7 +9,6 @@ evaluation and checkpoints count env steps.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,33 +24,23 @@ from drlzero.buffers import Batch, ReplayBuffer
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
-from drlzero.envs import make_vec_env
-from drlzero.envs.state import get_vec_env_state, set_vec_env_state
-from drlzero.envs.text import stack_obs
+from drlzero.envs import real_next_obs
+from drlzero.envs.state import get_vec_env_state
 from drlzero.exploration import build_explorer
 from drlzero.masks import MaskSource
 from drlzero.noisy import NoiseResetter, noisy_layers
 from drlzero.replay.memory import Replay
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.run import Run, TrainResult, rng_state, set_rng_state
-from drlzero.utils import pick_device, seed_everything
-
-EVAL_SEED_OFFSET = 10_000
-
-
-def _real_next_obs(
-    next_obs: np.ndarray, any_done: bool, info: dict, prep: Callable[[Any], np.ndarray]
-) -> np.ndarray:
-    """Under SAME_STEP autoreset, ended envs return the next episode's first observation;
-    the transition must store the true last one from ``info["final_obs"]`` (through ``prep``,
-    the encoder's env-boundary step)."""
-    if not any_done:
-        return next_obs
-    real = next_obs.copy()
-    idx = np.flatnonzero(info["_final_obs"])
-    real[idx] = prep(stack_obs([info["final_obs"][i] for i in idx]))
-    return real
+from drlzero.train.run import (
+    EVAL_SEED_OFFSET,
+    Run,
+    TrainResult,
+    open_envs,
+    restore_replay_and_envs,
+    rng_state,
+    set_rng_state,
+)
 
 
 def _learn(learner: QLearner, buffer: Replay, d: DQNConfig, step: int) -> dict[str, torch.Tensor]:
@@ -76,11 +65,7 @@ def _learn(learner: QLearner, buffer: Replay, d: DQNConfig, step: int) -> dict[s
 def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResult:
     """Train DQN as ``cfg`` says, writing everything into ``run_dir``."""
     t, d = cfg.train, cfg.dqn
-    if t.threads is not None:
-        torch.set_num_threads(t.threads)
-    seed_everything(t.seed)
-    device = pick_device(t.device)
-    envs = make_vec_env(cfg.env)
+    device, envs = open_envs(cfg)
     E = envs.num_envs
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     q_net = build_q_network(cfg, obs_space, act_space).to(device)
@@ -157,7 +142,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
             next_obs = prep(raw_next)
             done = term | trunc
             any_done = bool(done[0]) if E == 1 else bool(done.any())  # indexing: ~10x cheaper
-            real_next = _real_next_obs(next_obs, any_done, info, prep)
+            real_next = real_next_obs(next_obs, any_done, info, prep)
             mask, next_mask = masks.step(info, done)  # acting mask / stored next-state mask
             buffer.add(obs, actions, reward, real_next, term, trunc, next_mask)
             obs = next_obs
@@ -210,18 +195,8 @@ def _restore(
     load_optimizer(learner.optimizer, tensors, meta["optim_groups"])
     torch.set_rng_state(tensors["rng.torch"].cpu())
     set_rng_state(rng, meta["rng_numpy"])
-    if "buffer.obs" in tensors:
-        buffer.load_state({k: v.cpu() for k, v in tensors.items()}, meta["buffer"])
-    else:
-        warnings.warn("checkpoint has no replay buffer: resume refills it", stacklevel=3)
-    if meta.get("env_state") is None:
-        warnings.warn(
-            f"{run.cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
-            stacklevel=3,
-        )
-        run.new_episodes()
+    if not restore_replay_and_envs(run, buffer, envs):
         raw_obs, info = envs.reset(seed=run.cfg.train.seed + meta["step"])
         return meta["vec_steps"], meta["updates"], prep(raw_obs), masks.reset(info)
-    set_vec_env_state(envs, meta["env_state"])
     mask = tensors["loop.mask"].numpy() if masks.on else None
     return meta["vec_steps"], meta["updates"], tensors["loop.obs"].cpu().numpy(), mask

@@ -29,7 +29,6 @@ import torch
 from drlzero.algos.ppo import PPOLearner, PPOPolicy, build_actor_critic
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
-from drlzero.envs import make_vec_env
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.envs.text import stack_obs
 from drlzero.errors import ConfigError, UserError
@@ -37,10 +36,7 @@ from drlzero.masks import INFO_KEY, mask_from_obs, read_mask
 from drlzero.rollout import ObsNormalizer, RewardScaler, RolloutBuffer
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.run import Run, TrainResult
-from drlzero.utils import pick_device, seed_everything
-
-EVAL_SEED_OFFSET = 10_000
+from drlzero.train.run import EVAL_SEED_OFFSET, Run, TrainResult, open_envs
 
 
 class ObsView:
@@ -84,11 +80,7 @@ def _num_actions(space: gym.Space) -> int | None:
 def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResult:
     """Train PPO as ``cfg`` says, writing everything into ``run_dir``."""
     t, p = cfg.train, cfg.ppo
-    if t.threads is not None:
-        torch.set_num_threads(t.threads)
-    seed_everything(t.seed)
-    device = pick_device(t.device)
-    envs = make_vec_env(cfg.env)
+    device, envs = open_envs(cfg)
     E = envs.num_envs
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     view = ObsView(obs_space, p.mask_key)

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +38,13 @@ import torch
 
 from drlzero.checks import check_checkpoint_config, make_out_dir, read_run_config
 from drlzero.config import Config, save_config
-from drlzero.envs import episode_successes
+from drlzero.envs import episode_successes, make_vec_env
+from drlzero.envs.state import set_vec_env_state
 from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from drlzero.train.logger import RunLogger
 from drlzero.train.plots import plot_learning_curve
+from drlzero.utils import pick_device, seed_everything
 
 #: Evaluates the current policy (greedy or deterministic episodes) -> ``mean_return`` etc.
 EvalFn = Callable[[], dict[str, float]]
@@ -176,9 +179,24 @@ def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
     rng.bit_generator.state = state
 
 
+def open_envs(cfg: Config) -> tuple[torch.device, Any]:
+    """What every vector-env loop does first: torch threads, every seed, the device, the
+    vector env."""
+    t = cfg.train
+    if t.threads is not None:
+        torch.set_num_threads(t.threads)
+    seed_everything(t.seed)
+    return pick_device(t.device), make_vec_env(cfg.env)
+
+
 class _Closeable(Protocol):
     def close(self) -> None: ...
 
+
+#: Evaluation envs reset from ``train.seed + EVAL_SEED_OFFSET``: episodes no training env sees.
+EVAL_SEED_OFFSET = 10_000
+#: ``drlzero eval`` (and the distillation report) reset from ``train.seed + REPORT_SEED_OFFSET``.
+REPORT_SEED_OFFSET = 20_000
 
 #: Env steps between progress-bar refreshes that write no metrics row.
 PROGRESS_EVERY = 256
@@ -434,3 +452,26 @@ class Run:
         if score > self.best:  # NaN never wins
             self.best = score
             self.save("best")
+
+
+def restore_replay_and_envs(run: Run, buffer: Any, envs: Any) -> bool:
+    """Put an off-policy loop's replay and env states back from :attr:`Run.loaded`.
+
+    Returns False when the envs' state could not be saved as data (e.g. MuJoCo): the run then
+    starts fresh episodes and the caller resets the envs.
+    """
+    assert run.loaded is not None
+    tensors, meta = run.loaded
+    if "buffer.obs" in tensors:
+        buffer.load_state({k: v.cpu() for k, v in tensors.items()}, meta["buffer"])
+    else:
+        warnings.warn("checkpoint has no replay buffer: resume refills it", stacklevel=3)
+    if meta.get("env_state") is None:
+        warnings.warn(
+            f"{run.cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
+            stacklevel=3,
+        )
+        run.new_episodes()
+        return False
+    set_vec_env_state(envs, meta["env_state"])
+    return True

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,20 @@ from drlzero.algos.sac import SACLearner, SACPolicy, build_actor, build_critic
 from drlzero.buffers import ReplayBuffer
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
-from drlzero.envs import make_vec_env
-from drlzero.envs.state import get_vec_env_state, set_vec_env_state
+from drlzero.envs import real_next_obs
+from drlzero.envs.state import get_vec_env_state
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.loop import EVAL_SEED_OFFSET, _real_next_obs
-from drlzero.train.run import Run, TrainResult, rng_state, set_rng_state
-from drlzero.utils import pick_device, seed_everything
+from drlzero.train.run import (
+    EVAL_SEED_OFFSET,
+    Run,
+    TrainResult,
+    open_envs,
+    restore_replay_and_envs,
+    rng_state,
+    set_rng_state,
+)
+from drlzero.utils import pick_device
 
 
 def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -44,11 +50,7 @@ def _unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torc
 def train_sac(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResult:
     """Train SAC as ``cfg`` says, writing everything into ``run_dir``."""
     t, s = cfg.train, cfg.sac
-    if t.threads is not None:
-        torch.set_num_threads(t.threads)
-    seed_everything(t.seed)
-    device = pick_device(t.device)
-    envs = make_vec_env(cfg.env)
+    device, envs = open_envs(cfg)
     E = envs.num_envs
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     actor = build_actor(cfg, obs_space, act_space).to(device)
@@ -134,7 +136,7 @@ def train_sac(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
             next_obs = prep(raw_next)
             done = term | trunc
             # -- store (the true last observation of an ended episode)
-            real_next = _real_next_obs(next_obs, bool(done.any()), info, prep)
+            real_next = real_next_obs(next_obs, bool(done.any()), info, prep)
             buffer.add(obs, a_EA, reward, real_next, term)
             obs = next_obs
             run.track(reward, done, info)  # E env steps; episode returns, lengths, successes
@@ -167,18 +169,8 @@ def _restore(
     learner.load_extra_state(tensors["log_alpha"], meta["learner"])
     torch.set_rng_state(tensors["rng.torch"].cpu())
     set_rng_state(rng, meta["rng_numpy"])
-    if "buffer.obs" in tensors:
-        buffer.load_state({k: v.cpu() for k, v in tensors.items()}, meta["buffer"])
-    else:
-        warnings.warn("checkpoint has no replay buffer: resume refills it", stacklevel=3)
-    if meta.get("env_state") is None:
-        warnings.warn(
-            f"{run.cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
-            stacklevel=3,
-        )
-        run.new_episodes()
+    if not restore_replay_and_envs(run, buffer, envs):
         return meta["vec_steps"], meta["updates"], None
-    set_vec_env_state(envs, meta["env_state"])
     return meta["vec_steps"], meta["updates"], tensors["loop.obs"].cpu().numpy()
 
 
