@@ -238,7 +238,8 @@ def table_b(args: argparse.Namespace) -> dict[str, Any]:
     preset = "cartpole-dqn"
     stop = load_config(preset).train.stop_return
     print(
-        f"B. {preset} settings for both (same network), seeds 0-{args.solve_seeds - 1}, "
+        f"B. {preset} settings for both (same network, plain DQN target), "
+        f"seeds 0-{args.solve_seeds - 1}, "
         f"drlzero's Evaluator ({load_config(preset).train.eval_episodes} episodes) every "
         f"{args.eval_freq} env steps, stop at mean >= {stop}"
     )
@@ -246,7 +247,9 @@ def table_b(args: argparse.Namespace) -> dict[str, Any]:
     rows: dict[str, list[dict[str, Any]]] = {lib: [] for lib in libs}
     for seed in range(args.solve_seeds):
         for lib in libs:
-            cfg = bench_config(preset, seed, args.steps, [f"train.eval_freq={args.eval_freq}"])
+            # SB3's DQN has no Double target: both sides run the plain DQN target
+            extra = [f"train.eval_freq={args.eval_freq}", "dqn.double=false"]
+            cfg = bench_config(preset, seed, args.steps, extra)
             r = run_sb3(cfg) if lib == "sb3" else run_drlzero(cfg)
             rows[lib].append({"seed": seed, **r})
             if r["solved_step"] is None:
