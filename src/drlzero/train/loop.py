@@ -25,7 +25,6 @@ from drlzero.config import Config, DQNConfig
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
 from drlzero.envs import real_next_obs
-from drlzero.envs.state import get_vec_env_state
 from drlzero.exploration import build_explorer
 from drlzero.masks import MaskSource
 from drlzero.noisy import NoiseResetter, noisy_layers
@@ -37,8 +36,8 @@ from drlzero.train.run import (
     Run,
     TrainResult,
     open_envs,
+    replay_and_env_state,
     restore_replay_and_envs,
-    rng_state,
     set_rng_state,
 )
 
@@ -105,14 +104,11 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
 
     def state(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = _learner_state(q_net, target_net, learner)
-        tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
+        loop_tensors, loop_meta = replay_and_env_state(cfg, name, buffer, envs, obs, rng)
+        tensors.update(loop_tensors)
         if mask is not None:  # the acting mask of loop.obs
             tensors["loop.mask"] = torch.from_numpy(mask.copy())
-        meta.update(vec_steps=vec_steps, updates=updates, rng_numpy=rng_state(rng))
-        meta["env_state"] = get_vec_env_state(envs)
-        if t.save_buffer and name == "last":
-            tensors.update(buffer.state_tensors())
-            meta["buffer"] = buffer.state_meta()
+        meta.update(loop_meta, vec_steps=vec_steps, updates=updates)
         return tensors, meta
 
     def scalars() -> dict[str, float]:

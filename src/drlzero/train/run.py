@@ -39,7 +39,7 @@ import torch
 from drlzero.checks import check_checkpoint_config, make_out_dir, read_run_config
 from drlzero.config import Config, save_config
 from drlzero.envs import episode_successes, make_vec_env
-from drlzero.envs.state import set_vec_env_state
+from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from drlzero.train.logger import RunLogger
@@ -452,6 +452,20 @@ class Run:
         if score > self.best:  # NaN never wins
             self.best = score
             self.save("best")
+
+
+def replay_and_env_state(
+    cfg: Config, name: str, buffer: Any, envs: Any, obs: np.ndarray, rng: np.random.Generator
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """What an off-policy loop adds to a checkpoint beyond its learner: the current
+    observations, the NumPy RNG, the envs' state and (in ``last``, unless
+    ``train.save_buffer`` is off) the replay; :func:`restore_replay_and_envs` reads it back."""
+    tensors = {"loop.obs": torch.from_numpy(np.ascontiguousarray(obs))}
+    meta: dict[str, Any] = {"rng_numpy": rng_state(rng), "env_state": get_vec_env_state(envs)}
+    if cfg.train.save_buffer and name == "last":
+        tensors.update(buffer.state_tensors())
+        meta["buffer"] = buffer.state_meta()
+    return tensors, meta
 
 
 def restore_replay_and_envs(run: Run, buffer: Any, envs: Any) -> bool:

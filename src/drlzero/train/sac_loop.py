@@ -23,7 +23,6 @@ from drlzero.buffers import ReplayBuffer
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.envs import real_next_obs
-from drlzero.envs.state import get_vec_env_state
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
 from drlzero.train.run import (
@@ -31,8 +30,8 @@ from drlzero.train.run import (
     Run,
     TrainResult,
     open_envs,
+    replay_and_env_state,
     restore_replay_and_envs,
-    rng_state,
     set_rng_state,
 )
 from drlzero.utils import pick_device
@@ -98,13 +97,10 @@ def train_sac(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
             meta[f"{key}_groups"] = groups
         tensors["log_alpha"] = learner.log_alpha.detach().clone()
         tensors["rng.torch"] = torch.get_rng_state()
-        tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
         meta["learner"] = learner.extra_state()
-        meta["rng_numpy"] = rng_state(rng)
-        meta["env_state"] = get_vec_env_state(envs)
-        if t.save_buffer and name == "last":
-            tensors.update(buffer.state_tensors())
-            meta["buffer"] = buffer.state_meta()
+        loop_tensors, loop_meta = replay_and_env_state(cfg, name, buffer, envs, obs, rng)
+        tensors.update(loop_tensors)
+        meta.update(loop_meta)
         return tensors, meta
 
     def scalars() -> dict[str, float]:
