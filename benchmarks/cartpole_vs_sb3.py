@@ -75,7 +75,7 @@ def timed_evaluations() -> Iterator[list[float]]:
     durations: list[float] = []
     original = Evaluator.__call__
 
-    # keyword options (e.g. ``pass_info``) pass through, so the wrapper never narrows the API
+    # keyword options pass through, so the wrapper never narrows the API
     def timed(self: Evaluator, action_fn: Any, **options: Any) -> dict[str, float]:
         t0 = time.perf_counter()
         try:

@@ -180,14 +180,15 @@ class Agent:
     """A trained agent loaded from a run directory: ``agent.act(obs_batch) -> actions``, or
     ``agent.act(obs_batch, action_mask)`` to act among the allowed actions (``(B, A)`` bools).
 
-    ``takes_info``: ``act(obs_batch, info)`` instead reads the masks from the vector env's info.
+    ``masked``: evaluation and ``record`` pass the env's ``info["action_mask"]`` (as in
+    training).
     """
 
-    def __init__(self, cfg: Config, act_fn: Any, checkpoint: str, takes_info: bool = False) -> None:
+    def __init__(self, cfg: Config, act_fn: Any, checkpoint: str, masked: bool = False) -> None:
         self.config = cfg
         self.act = act_fn
         self.checkpoint = checkpoint
-        self.takes_info = takes_info
+        self.masked = masked
 
 
 def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Agent:
@@ -231,7 +232,11 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     q_net.to(dev).eval()
     greedy = (FastQPolicy if cfg.train.fast_path else QPolicy)(q_net, None, dev).greedy
     prep = env_boundary(q_net.encoder)  # tokens -> cached embeddings etc.
-    return Agent(cfg, lambda obs, action_mask=None: greedy(prep(obs), action_mask), checkpoint)
+
+    def act(obs: Any, action_mask: np.ndarray | None = None) -> np.ndarray:
+        return greedy(prep(obs), action_mask)
+
+    return Agent(cfg, act, checkpoint, masked=cfg.env.action_mask != "none")
 
 
 def _ppo_agent(
@@ -242,7 +247,7 @@ def _ppo_agent(
     from drlzero.algos.ppo import PPOPolicy, build_actor_critic
     from drlzero.encoders import env_boundary, stored_spec
     from drlzero.envs import make_env
-    from drlzero.masks import mask_from_obs, read_mask
+    from drlzero.masks import mask_from_obs
     from drlzero.rollout import ObsNormalizer
     from drlzero.train.onpolicy import ObsView
     from drlzero.utils import pick_device
@@ -262,17 +267,14 @@ def _ppo_agent(
     p = cfg.ppo
     n_act = int(act_space.n) if hasattr(act_space, "n") else None
 
-    def act(obs: Any, info: dict[str, Any] | None = None) -> np.ndarray:
+    def act(obs: Any, action_mask: np.ndarray | None = None) -> np.ndarray:
+        """Greedy actions; the mask comes from the observation key or is given (info)."""
         data = view.split(obs)
-        n = len(data)
-        mask = None
         if n_act is not None and p.mask_key:
-            mask = mask_from_obs(obs, p.mask_key, n, n_act)
-        elif n_act is not None and info is not None:
-            mask = read_mask(info, n, n_act)
-        return policy.greedy(norm(np.asarray(prep(data))), mask)
+            action_mask = mask_from_obs(obs, p.mask_key, len(data), n_act)
+        return policy.greedy(norm(np.asarray(prep(data))), action_mask)
 
-    return Agent(cfg, act, checkpoint, takes_info=True)
+    return Agent(cfg, act, checkpoint, masked=True)
 
 
 def evaluate(
@@ -306,9 +308,8 @@ def evaluate(
     agent = load_agent(run_dir, checkpoint)
     cfg = agent.config
     eval_seed = cfg.train.seed + REPORT_SEED_OFFSET if seed is None else seed
-    masked = cfg.env.action_mask != "none"  # greedy among the allowed actions, as in training
-    info = agent.takes_info
-    result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked, pass_info=info)
+    masked = agent.masked  # greedy among the allowed actions, as in training
+    result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked)
     if paraphrases is not None:
         import dataclasses
 
@@ -320,9 +321,7 @@ def evaluate(
             )
         mapping = load_paraphrases(paraphrases)
         env_cfg = dataclasses.replace(cfg.env, kwargs={**cfg.env.kwargs, "paraphrases": mapping})
-        para = evaluate_policy(
-            agent.act, env_cfg, episodes, eval_seed, masked=masked, pass_info=info
-        )
+        para = evaluate_policy(agent.act, env_cfg, episodes, eval_seed, masked=masked)
         result["paraphrase_success_rate"] = para["success_rate"]
         result["paraphrase_mean_return"] = para["mean_return"]
     out = json_safe(result)
@@ -392,7 +391,7 @@ def record(
         frames.append(env.render())  # type: ignore[arg-type]
         done = False
         while not done:
-            mask = info.get("action_mask") if agent.config.env.action_mask != "none" else None
+            mask = info.get("action_mask") if agent.masked else None
             batch = np.asarray(obs)[None]
             action = (agent.act(batch) if mask is None else agent.act(batch, mask[None]))[0]
             obs, _r, term, trunc, info = env.step(int(action) if np.ndim(action) == 0 else action)

@@ -45,10 +45,10 @@ class Evaluator:
         # env i runs quota[i] episodes: a fixed allocation, so short episodes do not dominate.
         self.quota = np.array([episodes // self.n + (i < episodes % self.n) for i in range(self.n)])
 
-    def __call__(self, action_fn: ActionFn, *, pass_info: bool = False) -> dict[str, float]:
+    def __call__(self, action_fn: ActionFn) -> dict[str, float]:
         """Run the episodes. With ``masked`` (set at construction) ``action_fn(obs, mask)``
-        gets the batch's action masks; ``pass_info`` calls ``action_fn(obs, info)`` instead
-        (a policy that reads its masks from the info itself)."""
+        gets the batch's masks from ``info["action_mask"]`` (None where the env reports
+        none)."""
         obs, info = self.envs.reset(seed=self.seed)
         num_actions = int(getattr(self.envs.single_action_space, "n", 0))  # masks: Discrete
         done_count = np.zeros(self.n, dtype=int)
@@ -60,8 +60,6 @@ class Evaluator:
         while (done_count < self.quota).any():
             if self.masked:  # the mask of these observations (next episode's after a reset)
                 actions = action_fn(obs, read_mask(info, self.n, num_actions))
-            elif pass_info:
-                actions = action_fn(obs, info)
             else:
                 actions = action_fn(obs)
             obs, reward, term, trunc, info = self.envs.step(actions)
@@ -102,12 +100,11 @@ def evaluate_policy(
     seed: int = 0,
     *,
     masked: bool = False,
-    pass_info: bool = False,
 ) -> dict[str, float]:
     """Evaluate ``action_fn`` (a batch of observations -> actions; with ``masked``, also the
     batch's action masks) for ``episodes`` episodes."""
     ev = Evaluator(env_cfg, episodes, seed, masked=masked)
     try:
-        return ev(action_fn, pass_info=pass_info)
+        return ev(action_fn)
     finally:
         ev.close()

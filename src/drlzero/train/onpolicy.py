@@ -126,17 +126,19 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         device=device,
     )
     num_updates = math.ceil(t.total_steps / (p.n_steps * E))  # the lr schedule's length
-    evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
+    # masks from info reach the greedy policy as they do in training (none: None)
+    evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET, masked=True)
     updates = 0
     stats: dict[str, float] = {}
 
-    def greedy(raw_obs: Any, eval_info: dict[str, Any]) -> np.ndarray:
+    def greedy(raw_obs: Any, info_mask: np.ndarray | None) -> np.ndarray:
         n = len(next(iter(raw_obs.values()))) if isinstance(raw_obs, dict) else len(raw_obs)
-        return policy.greedy(observe(raw_obs, update=False), masks_of(raw_obs, eval_info, n))
+        mask = mask_from_obs(raw_obs, p.mask_key, n, A) if p.mask_key and A else info_mask
+        return policy.greedy(observe(raw_obs, update=False), mask)
 
     def evaluate() -> dict[str, float]:
         net.eval()
-        result = evaluator(greedy, pass_info=True)
+        result = evaluator(greedy)
         net.train()
         return result
 
