@@ -28,7 +28,7 @@ from drlzero.algos.sac import (
     tanh_log_det_jacobian,
     to_env_action,
 )
-from drlzero.buffers import ReplayBuffer
+from drlzero.buffers import Batch, ReplayBuffer
 from drlzero.config import SACConfig, load_config
 from drlzero.errors import ConfigError
 
@@ -227,6 +227,58 @@ def test_fixed_alpha_without_autotune() -> None:
         stats = learner.update(buf.sample(16))
     assert stats["alpha"].item() == pytest.approx(0.2)
     assert "alpha_loss" not in stats
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("encoder.hidden=[16,16]",),
+        ("encoder.hidden=[16,16]", "sac.policy_frequency=2", "sac.autotune=false"),
+        # tanh critics are not the batched ReLU layout: flat weights and module forwards
+        ("encoder.hidden=[16]", "encoder.activation=tanh"),
+    ],
+)
+def test_fast_learner_gives_the_plain_learners_weights(overrides: tuple[str, ...]) -> None:
+    """train.fast_path's SAC learner computes the same steps: after 12 updates on the same
+    batches and noise, every weight, target weight and log alpha agree. Float32 matmuls of
+    another shape round differently, and Adam's normalised step turns a rounding-level change of
+    a near-zero gradient into a step of size lr; a large Adam eps makes the step proportional to
+    the gradient, so only rounding-level differences remain."""
+    import copy
+
+    from drlzero.accel import FastSACLearner
+
+    cfg = load_config(None, overrides=["algo=sac", "sac.adam_eps=1.0", *overrides])
+    obs, act = gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-1, 1, (2,), np.float32)
+    g = torch.Generator().manual_seed(3)
+    batches = [
+        Batch(
+            torch.randn(32, 3, generator=g),
+            torch.rand(32, 2, generator=g) * 2 - 1,
+            torch.randn(32, generator=g),
+            torch.randn(32, 3, generator=g),
+            (torch.rand(32, generator=g) < 0.2).float(),
+        )
+        for _ in range(12)
+    ]
+    learners = []
+    for cls in (SACLearner, FastSACLearner):
+        torch.manual_seed(0)
+        actor = build_actor(cfg, obs, act)
+        critic = build_critic(cfg, obs, act)
+        target = copy.deepcopy(critic).requires_grad_(False)
+        learner = cls(actor, critic, target, cfg.sac, 2)
+        torch.manual_seed(1)
+        for b in batches:
+            learner.update(b)
+        learners.append(learner)
+    plain, fast = learners
+    for name in ("actor", "critic", "critic_target"):
+        want, got = getattr(plain, name).state_dict(), getattr(fast, name).state_dict()
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-7, msg=k)
+    torch.testing.assert_close(fast.log_alpha, plain.log_alpha, rtol=1e-6, atol=1e-8)
+    assert fast.critic_updates == plain.critic_updates == 12
 
 
 # ----------------------------------------------------------------------------- bad inputs

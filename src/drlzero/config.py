@@ -243,8 +243,9 @@ class TrainConfig:
     )
     fast_path: bool = _f(
         True,
-        "DQN family: flat weights, traced forwards, NumPy acting and phase-batched targets "
-        "(drlzero.accel); false runs the plain modules (same math, more overhead per step)",
+        "DQN family and SAC: flat weights, traced forwards, NumPy acting, phase-batched DQN "
+        "targets, batched SAC twin critics (drlzero.accel); false runs the plain modules "
+        "(same math, more overhead per step)",
     )
     cuda_graphs: bool = _f(
         False,

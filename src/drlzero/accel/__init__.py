@@ -5,19 +5,30 @@
 - :mod:`drlzero.accel.trace`: networks traced into flat torch functions, and NumPy acting for
   small CPU MLPs;
 - :mod:`drlzero.accel.learners`: the learners and policy on top of those, plus DQN's phase
-  batching (the target network's values for all gradient steps of a phase in one forward).
+  batching (the target network's values for all gradient steps of a phase in one forward);
+- :mod:`drlzero.accel.sac`: the SAC learner on flat weights with the twin critics batched.
 
-:func:`accelerate` is the one switch: it maps the plain learner class to its fast subclass.
+:func:`accelerate` (and :func:`accelerate_sac` for SAC) is the one switch: it maps the plain
+learner class to its fast subclass.
 """
 
 from __future__ import annotations
 
 from drlzero.accel.learners import FastDQNLearner, FastQPolicy, FastRainbowLearner
+from drlzero.accel.sac import FastSACLearner
 from drlzero.algos.base import QLearner
 from drlzero.algos.dqn import DQNLearner, QPolicy
 from drlzero.algos.rainbow import RainbowLearner
+from drlzero.algos.sac import SACLearner
 
-__all__ = ["FastDQNLearner", "FastQPolicy", "FastRainbowLearner", "accelerate"]
+__all__ = [
+    "FastDQNLearner",
+    "FastQPolicy",
+    "FastRainbowLearner",
+    "FastSACLearner",
+    "accelerate",
+    "accelerate_sac",
+]
 
 _FAST: dict[type[QLearner], type[QLearner]] = {
     DQNLearner: FastDQNLearner,
@@ -35,3 +46,9 @@ def accelerate(
     if not on:
         return learner_cls, QPolicy
     return _FAST[learner_cls], FastQPolicy
+
+
+def accelerate_sac(on: bool = True) -> type[SACLearner]:
+    """The SAC learner class to build: :class:`FastSACLearner` if ``on`` (same steps, equal
+    weights up to float rounding), else the plain :class:`~drlzero.algos.sac.SACLearner`."""
+    return FastSACLearner if on else SACLearner

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from drlzero.accel import accelerate_sac
 from drlzero.algos.sac import SACLearner, SACPolicy, build_actor, build_critic
 from drlzero.buffers import ReplayBuffer
 from drlzero.config import Config
@@ -56,7 +57,7 @@ def train_sac(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     critic = build_critic(cfg, obs_space, act_space).to(device)
     critic_target = copy.deepcopy(critic).requires_grad_(False)
     A = int(act_space.shape[0])
-    learner = SACLearner(actor, critic, critic_target, s, A)
+    learner = accelerate_sac(t.fast_path)(actor, critic, critic_target, s, A)
     policy = SACPolicy(actor, act_space, device)
     prep = env_boundary(actor.encoder)
     obs_shape, obs_dtype = stored_spec(actor.encoder, obs_space)
