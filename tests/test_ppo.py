@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 import drlzero
-from drlzero.algos.ppo import ActorCritic, PPOPolicy, build_actor_critic, gae, ppo_loss
+from drlzero.accel import FastPPOLearner, FastPPOPolicy
+from drlzero.algos.ppo import (
+    ActorCritic,
+    Minibatch,
+    PPOLearner,
+    PPOPolicy,
+    build_actor_critic,
+    gae,
+    ppo_loss,
+)
 from drlzero.cli import main
 from drlzero.config import load_config
 from drlzero.encoders.mlp import MLPEncoder
@@ -250,9 +259,12 @@ def test_multidiscrete_log_prob_is_sum_of_parts() -> None:
     assert dist.sample().shape == (1, 2)
 
 
+@pytest.mark.parametrize("policy_cls", [PPOPolicy, FastPPOPolicy])
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 6), st.integers(2, 6), st.integers(0, 2**31 - 1))
-def test_masked_actions_are_never_chosen(envs: int, actions: int, seed: int) -> None:
+def test_masked_actions_are_never_chosen(
+    policy_cls: type[PPOPolicy], envs: int, actions: int, seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     mask = rng.random((envs, actions)) < 0.5
     mask[np.arange(envs), rng.integers(0, actions, envs)] = True
@@ -260,7 +272,7 @@ def test_masked_actions_are_never_chosen(envs: int, actions: int, seed: int) -> 
     net = ActorCritic(MLPEncoder((3,), hidden=[8]), None, gym.spaces.Discrete(actions))
     with torch.no_grad():  # large logits, so a leak of probability to masked actions would show
         net.policy_head.weight.mul_(1000.0)
-    policy = PPOPolicy(net, gym.spaces.Discrete(actions), torch.device("cpu"))
+    policy = policy_cls(net, gym.spaces.Discrete(actions), torch.device("cpu"))
     obs = rng.normal(size=(envs, 3)).astype(np.float32)
     for _ in range(20):
         a, logp, _ = policy.act(obs, mask)
@@ -271,6 +283,59 @@ def test_masked_actions_are_never_chosen(envs: int, actions: int, seed: int) -> 
     probs = dist.cats[0].probs.detach().numpy()
     assert (probs[~mask] == 0).all()
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "space",
+    [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,), np.float32)],
+    ids=["discrete-masked", "box"],
+)
+def test_fast_path_gives_the_plain_steps_and_draws(space: gym.Space) -> None:
+    """train.fast_path's PPO learner and actor compute what the plain ones do: the same
+    actions, log-probs and values from the same seed, and the same weights after 3 epochs of
+    2 minibatches (a large Adam eps keeps the step proportional to the gradient, so the
+    rounding of differently ordered float32 sums cannot be amplified into lr-sized steps)."""
+    cfg = load_config(None, overrides=["algo=ppo", "ppo.n_epochs=3", "ppo.adam_eps=1.0"])
+    discrete = isinstance(space, gym.spaces.Discrete)
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(16, 4, generator=g)
+    mask = (torch.rand(16, 3, generator=g) < 0.7) | (torch.arange(3) == 0) if discrete else None
+    nets, acted = [], []
+    for policy_cls in (PPOPolicy, FastPPOPolicy):
+        torch.manual_seed(0)
+        net = ActorCritic(MLPEncoder((4,), hidden=[8, 8]), MLPEncoder((4,), hidden=[8]), space)
+        policy = policy_cls(net, space, torch.device("cpu"))
+        torch.manual_seed(1)
+        acted.append(policy.act(obs.numpy(), None if mask is None else mask.numpy()))
+        acted[-1] += (policy.value(obs.numpy()),)
+        nets.append(net)
+    for want, got in zip(*acted, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    actions = torch.as_tensor(acted[0][0])
+    if discrete:
+        assert mask is not None and mask[torch.arange(16), actions].all()
+    logp, values = torch.as_tensor(acted[0][1]), torch.as_tensor(acted[0][2])
+    adv, ret = torch.randn(16, generator=g), torch.randn(16, generator=g)
+    halves = [slice(0, 8), slice(8, 16)]
+
+    def epoch() -> list[Minibatch]:
+        return [
+            Minibatch(obs[i], actions[i], logp[i], values[i], adv[i], ret[i], None)
+            if mask is None
+            else Minibatch(obs[i], actions[i], logp[i], values[i], adv[i], ret[i], mask[i])
+            for i in halves
+        ]
+
+    init = {k: v.clone() for k, v in nets[0].state_dict().items()}
+    stats = []
+    for learner_cls, net in zip((PPOLearner, FastPPOLearner), nets, strict=True):
+        stats.append(learner_cls(net, cfg.ppo).update(epoch))
+    for k, v in stats[0].items():
+        assert stats[1][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+    want, got = nets[0].state_dict(), nets[1].state_dict()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-7, msg=k)
+    assert all(not torch.equal(want[k], init[k]) for k in want if k != "log_std")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,7 +471,7 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(
     ]
     full = _run(tmp_path, fast, *extra, name="full")
     calls = {"n": 0}
-    real_act = PPOPolicy.act
+    real_act = FastPPOPolicy.act  # the actor of train.fast_path (the default)
 
     def dying_act(self, obs, mask=None):
         calls["n"] += 1
@@ -414,10 +479,10 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(
             raise KeyboardInterrupt
         return real_act(self, obs, mask)
 
-    monkeypatch.setattr(PPOPolicy, "act", dying_act)
+    monkeypatch.setattr(FastPPOPolicy, "act", dying_act)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, fast, *extra, name="killed")
-    monkeypatch.setattr(PPOPolicy, "act", real_act)
+    monkeypatch.setattr(FastPPOPolicy, "act", real_act)
     resumed = drlzero.train(resume=tmp_path / "killed")
     assert resumed.steps == full.steps == 160
     a, b = _weights(full.run_dir), _weights(resumed.run_dir)

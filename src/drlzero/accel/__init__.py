@@ -6,27 +6,33 @@
   small CPU MLPs;
 - :mod:`drlzero.accel.learners`: the learners and policy on top of those, plus DQN's phase
   batching (the target network's values for all gradient steps of a phase in one forward);
-- :mod:`drlzero.accel.sac`: the SAC learner on flat weights with the twin critics batched.
+- :mod:`drlzero.accel.sac`: the SAC learner on flat weights with the twin critics batched;
+- :mod:`drlzero.accel.ppo`: the PPO learner and actor on flat weights and traced encoders.
 
-:func:`accelerate` (and :func:`accelerate_sac` for SAC) is the one switch: it maps the plain
+`accelerate` (and `accelerate_sac`, `accelerate_ppo`) is the one switch: it maps the plain
 learner class to its fast subclass.
 """
 
 from __future__ import annotations
 
 from drlzero.accel.learners import FastDQNLearner, FastQPolicy, FastRainbowLearner
+from drlzero.accel.ppo import FastPPOLearner, FastPPOPolicy
 from drlzero.accel.sac import FastSACLearner
 from drlzero.algos.base import QLearner
 from drlzero.algos.dqn import DQNLearner, QPolicy
+from drlzero.algos.ppo import PPOLearner, PPOPolicy
 from drlzero.algos.rainbow import RainbowLearner
 from drlzero.algos.sac import SACLearner
 
 __all__ = [
     "FastDQNLearner",
+    "FastPPOLearner",
+    "FastPPOPolicy",
     "FastQPolicy",
     "FastRainbowLearner",
     "FastSACLearner",
     "accelerate",
+    "accelerate_ppo",
     "accelerate_sac",
 ]
 
@@ -52,3 +58,9 @@ def accelerate_sac(on: bool = True) -> type[SACLearner]:
     """The SAC learner class to build: :class:`FastSACLearner` if ``on`` (same steps, equal
     weights up to float rounding), else the plain :class:`~drlzero.algos.sac.SACLearner`."""
     return FastSACLearner if on else SACLearner
+
+
+def accelerate_ppo(on: bool = True) -> tuple[type[PPOLearner], type[PPOPolicy]]:
+    """The PPO learner and policy classes: :class:`FastPPOLearner` and :class:`FastPPOPolicy`
+    if ``on`` (same steps, same random draws), else the plain ones."""
+    return (FastPPOLearner, FastPPOPolicy) if on else (PPOLearner, PPOPolicy)

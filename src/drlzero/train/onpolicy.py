@@ -26,7 +26,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from drlzero.algos.ppo import PPOLearner, PPOPolicy, build_actor_critic
+from drlzero.accel import accelerate_ppo
+from drlzero.algos.ppo import PPOLearner, build_actor_critic
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
@@ -85,8 +86,9 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     view = ObsView(obs_space, p.mask_key)
     net = build_actor_critic(cfg, view.space, act_space).to(device)
-    learner = PPOLearner(net, p)
-    policy = PPOPolicy(net, act_space, device)
+    learner_cls, policy_cls = accelerate_ppo(t.fast_path)
+    learner = learner_cls(net, p)
+    policy = policy_cls(net, act_space, device)
     prep = env_boundary(net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
     obs_shape, obs_dtype = stored_spec(net.encoder, view.space)
     obs_norm = ObsNormalizer(obs_shape, enabled=p.normalize_obs, clip=p.clip_obs)
