@@ -17,11 +17,16 @@ The CleanRL-style loop is written here after the structure of CleanRL's
 squashed into [-5, 2], actions rescaled by the Box bounds), with the shared settings above.
 
 Usage:
-    python benchmarks/sac_vs_sb3.py [--seeds 3] [--steps 20000] [--eval-episodes 10]
+    python benchmarks/sac_vs_sb3.py [--env pendulum|halfcheetah] [--seeds 3] [--steps 20000]
+        [--eval-episodes 10]
     python benchmarks/sac_vs_sb3.py --smoke   # 1 seed, 120 env steps (20 updates), 1 episode
 
+``--env halfcheetah`` runs the ``halfcheetah-sac`` preset's settings (the Zoo's MuJoCo ones:
+lr 3e-4, learning_starts 10000) on HalfCheetah-v5 instead (extra ``mujoco``).
+
 Stable-Baselines3 is the ``bench`` extra; without it the SB3 arm is skipped. Writes
-``benchmarks/results/sac_vs_sb3/sac_vs_sb3.json`` (or under ``--results-dir``).
+``benchmarks/results/sac_vs_sb3/sac_vs_sb3.json`` (``sac_vs_sb3_halfcheetah.json``; or under
+``--results-dir``).
 """
 
 from __future__ import annotations
@@ -45,7 +50,12 @@ import drlzero
 from drlzero.config import Config, load_config
 
 SCRIPT = "sac_vs_sb3"
-ENV_ID = "Pendulum-v1"
+# --env: the preset whose settings every side runs, and its env
+SETTINGS = {
+    "pendulum": ("pendulum-sac", "Pendulum-v1"),
+    "halfcheetah": ("halfcheetah-sac", "HalfCheetah-v5"),
+}
+PRESET, ENV_ID = SETTINGS["pendulum"]
 # --smoke: 120 env steps, the first 100 random (the preset's learning_starts), so each arm makes
 # 20 gradient updates; one 200-step evaluation episode
 SMOKE_STEPS, SMOKE_EVAL_EPISODES = 120, 1
@@ -60,7 +70,7 @@ QUIET = [
 
 def preset(seed: int, steps: int) -> Config:
     return load_config(
-        "pendulum-sac", overrides=[*QUIET, f"train.seed={seed}", f"train.total_steps={steps}"]
+        PRESET, overrides=[*QUIET, f"train.seed={seed}", f"train.total_steps={steps}"]
     )
 
 
@@ -261,12 +271,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument("--env", choices=sorted(SETTINGS), default="pendulum")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20_000, help="env steps per run")
     ap.add_argument("--eval-episodes", type=int, default=10)
     ap.add_argument("--libs", default="drlzero,sb3,cleanrl")
     add_result_args(ap)
     args = ap.parse_args()
+    global PRESET, ENV_ID
+    PRESET, ENV_ID = SETTINGS[args.env]
     if args.smoke:
         args.seeds, args.steps, args.eval_episodes = 1, SMOKE_STEPS, SMOKE_EVAL_EPISODES
     torch.set_num_threads(1)
@@ -289,21 +302,28 @@ def main() -> None:
         lib: {
             "median_sps": statistics.median(r["sps"] for r in rs),
             "median_return": statistics.median(r["return"] for r in rs),
+            "mean_sps": statistics.fmean(r["sps"] for r in rs),
+            "mean_return": statistics.fmean(r["return"] for r in rs),
         }
         for lib, rs in rows.items()
     }
     for lib, s in summary.items():
-        print(f"{lib:>8}: median {s['median_sps']:.1f} steps/s, return {s['median_return']:.1f}")
+        print(
+            f"{lib:>8}: median {s['median_sps']:.1f} steps/s, return {s['median_return']:.1f}; "
+            f"mean {s['mean_sps']:.1f} steps/s, return {s['mean_return']:.1f}"
+        )
     report = {
         "env": ENV_ID,
         "steps": args.steps,
         "seeds": args.seeds,
         "eval_episodes": args.eval_episodes,
-        "settings": load_config("pendulum-sac").to_dict()["sac"],
+        "preset": PRESET,
+        "settings": load_config(PRESET).to_dict()["sac"],
         "runs": rows,
         "summary": summary,
     }
-    print("wrote", write_result(SCRIPT, SCRIPT, report, out_dir=out_dir_for(args)))
+    name = SCRIPT if args.env == "pendulum" else f"{SCRIPT}_{args.env}"
+    print("wrote", write_result(SCRIPT, name, report, out_dir=out_dir_for(args)))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from drlzero.errors import UserError
 from drlzero.masks import (
-    mask_from_obs,
     masked_argmax,
     masked_logits,
     masked_max,
@@ -42,13 +41,6 @@ def test_read_mask_wrong_shape_is_one_line_error() -> None:
 def test_empty_mask_raises() -> None:
     with pytest.raises(UserError, match="allows no action"):
         read_mask({"action_mask": np.array([[1, 0], [0, 0]])}, 2, 2)
-
-
-def test_mask_from_obs_names_missing_key() -> None:
-    with pytest.raises(UserError, match="no key 'mask'"):
-        mask_from_obs({"obs": np.zeros((1, 2))}, "mask", 1, 2)
-    m = mask_from_obs({"mask": np.array([[0, 1]])}, "mask", 1, 2)
-    np.testing.assert_array_equal(m, [[False, True]])
 
 
 def test_masked_rules_by_hand() -> None:

@@ -405,8 +405,8 @@ def test_truncation_bootstraps_from_the_true_final_obs(tmp_path: Path, fast, mon
         ("CartPole-v1", []),
         ("drlzero-test/MultiChoice-v0", []),
         ("Pendulum-v1", ["ppo.normalize_obs=true", "ppo.normalize_reward=true"]),
-        ("drlzero-test/MaskedChoice-v0", ["ppo.shared_encoder=true"]),
-        ("drlzero-test/MaskedChoiceObs-v0", ["ppo.mask_key=action_mask"]),
+        ("drlzero-test/MaskedChoice-v0", ["ppo.shared_encoder=true", "env.action_mask=info"]),
+        ("drlzero-test/MaskedChoiceObs-v0", ["env.action_mask=obs:action_mask"]),
         ("drlzero-test/SetObs-v0", ["encoder.name=transformer", "encoder.d_model=16"]),
     ],
 )
@@ -418,7 +418,7 @@ def test_smoke_each_action_space(tmp_path: Path, fast, env_id: str, extra: list[
     agent = drlzero.load_agent(result.run_dir)
     out = drlzero.evaluate(result.run_dir, episodes=2)
     assert out["episodes"] == 2
-    assert agent.masked  # evaluation hands it the env's info masks
+    assert agent.masked == any(e.startswith("env.action_mask=") for e in extra)
     with (result.run_dir / "metrics.csv").open() as f:
         assert any(row["loss"] for row in csv.DictReader(f))
 
@@ -450,8 +450,21 @@ def test_each_ppo_preset_runs_one_short_rollout(
 def test_masked_env_training_obeys_masks(tmp_path: Path, fast) -> None:
     # MaskedChoice raises on a forbidden action: 1024 steps of sampling and evaluating prove it
     result = _run(tmp_path, fast, "env.id=drlzero-test/MaskedChoice-v0", "env.num_envs=4",
-                  "train.total_steps=1024", "train.eval_episodes=8")  # fmt: skip
+                  "env.action_mask=info", "train.total_steps=1024",
+                  "train.eval_episodes=8")  # fmt: skip
     assert result.steps == 1024
+    # and without env.action_mask the masks are off: a forbidden action is soon taken
+    with pytest.raises(AssertionError, match="masked action"):
+        _run(tmp_path, fast, "env.id=drlzero-test/MaskedChoice-v0", "env.num_envs=4",
+             "train.total_steps=1024", name="unmasked")  # fmt: skip
+
+
+def test_deprecated_ppo_mask_key_reads_as_env_action_mask() -> None:
+    with pytest.warns(DeprecationWarning, match="env.action_mask=obs:action_mask"):
+        cfg = load_config(None, overrides=["algo=ppo", "ppo.mask_key=action_mask"])
+    assert (cfg.env.action_mask, cfg.ppo.mask_key) == ("obs:action_mask", "")
+    with pytest.raises(ConfigError, match="disagree"):
+        load_config(None, overrides=["ppo.mask_key=m", "env.action_mask=info"])
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -530,12 +543,18 @@ def test_unsupported_action_space_is_a_config_error(tmp_path: Path, fast) -> Non
 
 def test_wrong_mask_shape_is_one_line_error(tmp_path: Path, fast) -> None:
     with pytest.raises(UserError, match=r"shape \(1, 5\), expected \(1, 4\)"):
-        _run(tmp_path, fast, "env.id=drlzero-test/BadMask-v0", "env.num_envs=1")
+        _run(tmp_path, fast, "env.id=drlzero-test/BadMask-v0", "env.num_envs=1",
+             "env.action_mask=info")  # fmt: skip
 
 
 def test_mask_key_without_dict_obs_is_config_error(tmp_path: Path, fast) -> None:
-    with pytest.raises(ConfigError, match=r"ppo\.mask_key"):
-        _run(tmp_path, fast, "ppo.mask_key=action_mask")
+    with pytest.raises(ConfigError, match=r"env\.action_mask=obs:action_mask needs a Dict"):
+        _run(tmp_path, fast, "env.action_mask=obs:action_mask")
+
+
+def test_masks_on_box_actions_are_one_line_error(tmp_path: Path, fast) -> None:
+    with pytest.raises(UserError, match="supported for Discrete actions"):
+        _run(tmp_path, fast, "env.id=Pendulum-v1", "env.action_mask=info")
 
 
 def test_distill_of_a_ppo_run_is_a_one_line_error(tmp_path: Path, fast) -> None:
@@ -564,7 +583,7 @@ def test_cli_algo_flag_list_and_bad_mask(tmp_path: Path, capsys) -> None:
     assert main(["list"]) == 0
     assert "ppo" in capsys.readouterr().out
     rc = main(["train", "--algo", "ppo", "--env", "drlzero-test/BadMask-v0", "--out",
-               str(tmp_path / "bad"), *base, *PPO[1:]])  # fmt: skip
+               str(tmp_path / "bad"), *base, *PPO[1:], "env.action_mask=info"])  # fmt: skip
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "action_mask" in err[0]

@@ -243,38 +243,30 @@ def _ppo_agent(
     cfg: Config, tensors: dict[str, Any], meta: dict[str, Any], checkpoint: str, device: str
 ) -> Agent:
     """PPO's greedy actor (argmax / Gaussian mean) with the run's frozen observation statistics
-    and its action masks (from info or the observation key)."""
+    and the env's action masks (``env.action_mask``, read from info by the evaluator)."""
     from drlzero.algos.ppo import PPOPolicy, build_actor_critic
     from drlzero.encoders import env_boundary, stored_spec
     from drlzero.envs import make_env
-    from drlzero.masks import mask_from_obs
     from drlzero.rollout import ObsNormalizer
-    from drlzero.train.onpolicy import ObsView
     from drlzero.utils import pick_device
 
     env = make_env(cfg.env)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
-    view = ObsView(obs_space, cfg.ppo.mask_key)
-    net = build_actor_critic(cfg, view.space, act_space)
+    net = build_actor_critic(cfg, obs_space, act_space)
     load_module("ac", net, tensors)
     dev = pick_device(device)
     net.to(dev).eval()
     policy = PPOPolicy(net, act_space, dev)
     prep = env_boundary(net.encoder)
-    norm = ObsNormalizer(stored_spec(net.encoder, view.space)[0], enabled=cfg.ppo.normalize_obs)
+    norm = ObsNormalizer(stored_spec(net.encoder, obs_space)[0], enabled=cfg.ppo.normalize_obs)
     norm.rms.load(meta["obs_rms"])
-    p = cfg.ppo
-    n_act = int(act_space.n) if hasattr(act_space, "n") else None
 
     def act(obs: Any, action_mask: np.ndarray | None = None) -> np.ndarray:
-        """Greedy actions; the mask comes from the observation key or is given (info)."""
-        data = view.split(obs)
-        if n_act is not None and p.mask_key:
-            action_mask = mask_from_obs(obs, p.mask_key, len(data), n_act)
-        return policy.greedy(norm(np.asarray(prep(data))), action_mask)
+        """Greedy actions among those ``action_mask`` allows (the env's info mask)."""
+        return policy.greedy(norm(np.asarray(prep(obs))), action_mask)
 
-    return Agent(cfg, act, checkpoint, masked=True)
+    return Agent(cfg, act, checkpoint, masked=cfg.env.action_mask != "none")
 
 
 def evaluate(

@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -49,8 +50,8 @@ class EnvConfig:
     )
     action_mask: str = _f(
         "none",
-        "action masks (DQN): none | info (the env's info['action_mask']) | obs:KEY (a Dict "
-        "observation key, taken out of the observation)",
+        "action masks (DQN, PPO): none | info (the env's info['action_mask']) | obs:KEY (a "
+        "Dict observation key, taken out of the observation)",
     )
 
 
@@ -163,9 +164,7 @@ class PPOConfig:
     log_std_init: float = _f(0.0, "Box actions: initial state-independent log std")
     shared_encoder: bool = _f(False, "actor and critic share one encoder (False: one each)")
     ortho_init: bool = _f(True, "orthogonal init: sqrt(2) hidden, 0.01 policy head, 1 value head")
-    mask_key: str = _f(
-        "", "Dict observations: the key holding the action mask ('': info['action_mask'])"
-    )
+    mask_key: str = _f("", "deprecated: read as env.action_mask=obs:KEY (set that instead)")
 
 
 @dataclass
@@ -464,15 +463,29 @@ class Config:
                 )
 
     def _validate_action_mask(self) -> None:
+        key = self.ppo.mask_key
+        if key:  # the former PPO-only spelling of env.action_mask=obs:KEY
+            if self.env.action_mask not in ("none", f"obs:{key}"):
+                raise ConfigError(
+                    f"ppo.mask_key={key} and env.action_mask={self.env.action_mask} disagree; "
+                    f"drop ppo.mask_key (env.action_mask=obs:KEY replaces it)"
+                )
+            warnings.warn(
+                f"ppo.mask_key is deprecated: read as env.action_mask=obs:{key}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            self.env.action_mask, self.ppo.mask_key = f"obs:{key}", ""
         m = self.env.action_mask
         if m not in ("none", "info") and not (m.startswith("obs:") and len(m) > len("obs:")):
             raise ConfigError(
                 f"env.action_mask={m!r} is not one of: none, info, obs:KEY (e.g. obs:action_mask)"
             )
-        if m != "none" and (self.algo != "dqn" or self.distributed.mode != "none"):
+        if m != "none" and (self.algo not in ("dqn", "ppo") or self.distributed.mode != "none"):
             raise ConfigError(
-                f"env.action_mask={m} works with algo=dqn in one process; got algo={self.algo}, "
-                f"distributed.mode={self.distributed.mode}: set env.action_mask=none"
+                f"env.action_mask={m} works with algo=dqn or ppo in one process; got "
+                f"algo={self.algo}, distributed.mode={self.distributed.mode}: set "
+                "env.action_mask=none"
             )
 
     def _validate_pretrained(self) -> None:

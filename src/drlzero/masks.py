@@ -7,7 +7,9 @@ comes from the env, in one of two places:
   with the presence flags ``info["_action_mask"]``); under SAME_STEP autoreset the info of an
   env whose episode just ended is the next episode's reset info, so the mask always belongs to
   the observation returned with it;
-- an observation key (``Dict`` observations, e.g. PettingZoo's ``{"observation", "action_mask"}``).
+- an observation key (``Dict`` observations, e.g. PettingZoo's ``{"observation", "action_mask"}``),
+  which :class:`drlzero.envs.masking.MaskFromObs` moves into ``info`` at the env
+  (``env.action_mask=obs:KEY``), so the loops read masks from info alone.
 
 An env that reports no mask allows every action. A state with no allowed action is an env bug
 and raises, since every masked rule below would otherwise silently divide by zero.
@@ -40,16 +42,6 @@ def read_mask(info: dict[str, Any], num_envs: int, num_actions: int) -> np.ndarr
     if present is not None:
         mask[~np.asarray(present, dtype=bool)] = True
     return check_nonempty(mask)
-
-
-def mask_from_obs(obs: dict[str, Any], key: str, num_envs: int, num_actions: int) -> np.ndarray:
-    """The ``(E, A)`` mask held under ``key`` of a batched ``Dict`` observation."""
-    if key not in obs:
-        raise UserError(
-            f"the observation has no key {key!r} for the action mask; its keys are "
-            f"{sorted(obs)}: set the mask key to one of them"
-        )
-    return check_nonempty(_as_mask(obs[key], num_envs, num_actions, f"obs[{key!r}]"))
 
 
 def _as_mask(raw: Any, num_envs: int, num_actions: int, where: str) -> np.ndarray:

@@ -11,8 +11,9 @@ updates, so resuming with a larger ``--total-steps`` stretches the rest of the s
 
 Under SAME_STEP autoreset the step that ends an episode returns the next episode's first
 observation; the true last one (``info["final_obs"]``) gives the bootstrap value of a truncated
-episode. Action masks come from ``info["action_mask"]`` or the observation key
-``ppo.mask_key`` and always belong to the observation they arrive with.
+episode. Action masks (``env.action_mask``: ``info``, or ``obs:KEY``, which the env wrapper
+moves into info) come as DQN's do (:class:`~drlzero.masks.MaskSource`) and always belong to the
+observation they arrive with.
 """
 
 from __future__ import annotations
@@ -32,46 +33,12 @@ from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.envs.text import stack_obs
-from drlzero.errors import ConfigError, UserError
-from drlzero.masks import INFO_KEY, mask_from_obs, read_mask
+from drlzero.errors import UserError
+from drlzero.masks import MaskSource
 from drlzero.rollout import ObsNormalizer, RewardScaler, RolloutBuffer
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
 from drlzero.train.run import EVAL_SEED_OFFSET, Run, TrainResult, open_envs
-
-
-class ObsView:
-    """Turns raw vector-env observations into (policy observation, mask source).
-
-    With ``mask_key`` the observation is a Dict; the mask is read from that key and the policy
-    sees the one remaining key's array.
-
-    Args:
-        obs_space: the env's single observation space.
-        mask_key: the Dict key holding the mask ('' when masks come from info, or none).
-    """
-
-    def __init__(self, obs_space: gym.Space, mask_key: str) -> None:
-        self.mask_key = mask_key
-        self.data_key: str | None = None
-        self.space = obs_space
-        if mask_key:
-            if not isinstance(obs_space, gym.spaces.Dict) or mask_key not in obs_space.spaces:
-                raise ConfigError(
-                    f"ppo.mask_key={mask_key!r} needs a Dict observation with that key, got "
-                    f"{obs_space}; set ppo.mask_key='' for masks in info['action_mask']"
-                )
-            rest = [k for k in obs_space.spaces if k != mask_key]
-            if len(rest) != 1:
-                raise ConfigError(
-                    f"ppo.mask_key={mask_key!r}: the observation must hold one other key, got "
-                    f"{rest}; flatten the rest into one array"
-                )
-            self.data_key = rest[0]
-            self.space = obs_space[self.data_key]
-
-    def split(self, raw: Any) -> Any:
-        return raw if self.data_key is None else raw[self.data_key]
 
 
 def _num_actions(space: gym.Space) -> int | None:
@@ -84,39 +51,37 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     device, envs = open_envs(cfg)
     E = envs.num_envs
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    view = ObsView(obs_space, p.mask_key)
-    net = build_actor_critic(cfg, view.space, act_space).to(device)
+    net = build_actor_critic(cfg, obs_space, act_space).to(device)
     learner_cls, policy_cls = accelerate_ppo(t.fast_path)
     learner = learner_cls(net, p)
     policy = policy_cls(net, act_space, device)
     prep = env_boundary(net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
-    obs_shape, obs_dtype = stored_spec(net.encoder, view.space)
+    obs_shape, obs_dtype = stored_spec(net.encoder, obs_space)
     obs_norm = ObsNormalizer(obs_shape, enabled=p.normalize_obs, clip=p.clip_obs)
     if p.normalize_obs:
         obs_dtype = np.dtype(np.float32)
     reward_scaler = RewardScaler(E, p.gamma, enabled=p.normalize_reward, clip=p.clip_reward)
     A = _num_actions(act_space)
 
-    def masks_of(raw: Any, info: dict[str, Any], n: int) -> np.ndarray | None:
-        """The (n, A) mask that goes with ``raw``, or None when the env gives none."""
-        if A is None:
-            if p.mask_key or info.get(INFO_KEY) is not None:
-                raise UserError(
-                    f"action masks are supported for Discrete actions; {cfg.env.id} has "
-                    f"{act_space}: drop the mask or use a Discrete action space"
-                )
-            return None
-        if p.mask_key:
-            return mask_from_obs(raw, p.mask_key, n, A)
-        return read_mask(info, n, A)
+    if A is None and cfg.env.action_mask != "none":
+        raise UserError(
+            f"action masks are supported for Discrete actions; {cfg.env.id} has {act_space}: "
+            "set env.action_mask=none or use a Discrete action space"
+        )
+    masks = MaskSource(cfg.env.action_mask, E, A or 0)  # off: every mask is None
+
+    def acting_mask(info: dict[str, Any], done: np.ndarray) -> np.ndarray | None:
+        """The mask of the observations ``info`` came with (all allowed where it has none)."""
+        mask = masks.step(info, done)[0]
+        return np.ones((E, A or 0), bool) if masks.on and mask is None else mask
 
     def observe(raw: Any, update: bool) -> np.ndarray:
         """Raw observations -> what the network reads (env boundary, then normalisation)."""
-        return obs_norm(np.asarray(prep(view.split(raw))), update=update)
+        return obs_norm(np.asarray(prep(raw)), update=update)
 
     raw, info = envs.reset(seed=t.seed)
     obs = observe(raw, update=True)
-    mask = masks_of(raw, info, E)
+    mask = masks.reset(info)
     storage = RolloutBuffer(
         p.n_steps,
         E,
@@ -124,19 +89,17 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         obs_dtype,
         tuple(act_space.shape or ()),
         torch.float32 if net.kind == "box" else torch.int64,
-        num_actions=A if mask is not None else None,
+        num_actions=A if masks.on else None,
         device=device,
     )
     num_updates = math.ceil(t.total_steps / (p.n_steps * E))  # the lr schedule's length
-    # masks from info reach the greedy policy as they do in training (none: None)
-    evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET, masked=True)
+    # masks from info reach the greedy policy as they do in training
+    evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET, masked=masks.on)
     updates = 0
     stats: dict[str, float] = {}
 
-    def greedy(raw_obs: Any, info_mask: np.ndarray | None) -> np.ndarray:
-        n = len(next(iter(raw_obs.values()))) if isinstance(raw_obs, dict) else len(raw_obs)
-        mask = mask_from_obs(raw_obs, p.mask_key, n, A) if p.mask_key and A else info_mask
-        return policy.greedy(observe(raw_obs, update=False), mask)
+    def greedy(raw_obs: Any, info_mask: np.ndarray | None = None) -> np.ndarray:
+        return policy.greedy(observe(raw_obs, update=False), info_mask)
 
     def evaluate() -> dict[str, float]:
         net.eval()
@@ -182,7 +145,7 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
             updates, restored = _restore(run, net, learner, obs_norm, reward_scaler, envs)
             if restored is None:  # no env state: fresh episodes from a step-dependent seed
                 raw, info = envs.reset(seed=t.seed + run.step)
-                obs, mask = observe(raw, update=True), masks_of(raw, info, E)
+                obs, mask = observe(raw, update=True), masks.reset(info)
             else:
                 obs, mask = restored
         # One iteration is one rollout of n_steps * E env steps; Run evaluates and checkpoints
@@ -204,7 +167,7 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
                 storage.add(obs, actions, logp, values, scaled, term, done, final_values, mask)
                 run.track(reward, done, info)  # E env steps; episode returns (unscaled)
                 obs = observe(raw, update=True)
-                mask = masks_of(raw, info, E)
+                mask = acting_mask(info, done)
             # -- learn: GAE, then minibatch epochs
             storage.finish(policy.value(obs), p.gamma, p.gae_lambda)
             lr = p.lr * max(1.0 - updates / num_updates, 0.0) if p.anneal_lr else p.lr
