@@ -19,11 +19,12 @@ pytest.importorskip("peft")
 
 from drlzero.cli import main
 from drlzero.config import EnvConfig, load_config
+from drlzero.data.dataset import FORMAT, FORMAT_VERSION
 from drlzero.encoders import build_encoder
 from drlzero.encoders.pretrained import PretrainedEncoder, make_target
 from drlzero.errors import ConfigError, UserError
 from drlzero.heads import LinearHead, QNetwork
-from drlzero.pretrain.dataset import FORMAT, TrajectoryDataset, generate_dataset
+from drlzero.pretrain.dataset import PretrainRows, generate_dataset
 from drlzero.pretrain.objectives import info_nce, mask_tokens
 from drlzero.pretrain.obs_tokenizer import BASE, CLS, MASK, ObsTokenizer
 from drlzero.pretrain.trainer import PretrainConfig, PretrainModel, pretrain, save_encoder
@@ -47,15 +48,38 @@ def cb_model(cb_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _write_grid_dataset(folder: Path, n: int = 60, shape: tuple = (4, 10, 10)) -> Path:
-    """A hand-written dataset in the documented layout: MinAtar-like 0/1 grids."""
+    """A hand-written one-shard dataset in docs/data.md's format: MinAtar-like 0/1 grids, 3
+    episodes of 19 steps (20 observations each). Returns the folder; ``actions.npy`` at its top
+    holds the per-row actions the reader should build (-1 on each episode's last row)."""
     rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    np.save(folder / "obs.npy", rng.random((n, *shape)) < 0.1, allow_pickle=False)
-    actions = rng.integers(0, 3, n)
-    actions[19::20] = -1  # each episode's final row
-    np.save(folder / "actions.npy", actions, allow_pickle=False)
-    np.save(folder / "episode_id.npy", np.arange(n) // 20, allow_pickle=False)
-    (folder / "manifest.json").write_text(json.dumps({"format": FORMAT, "num_actions": 3}))
+    shard = folder / "shard-00000"
+    shard.mkdir(parents=True)
+    steps = n - n // 20  # one observation per episode more than steps
+    row_actions = rng.integers(0, 3, n)
+    row_actions[19::20] = -1  # each episode's final row
+    arrays = {
+        "obs": rng.random((n, *shape)) < 0.1,
+        "actions": row_actions[row_actions >= 0],
+        "rewards": np.zeros(steps, np.float32),
+        "terminated": np.zeros(steps, bool),
+        "truncated": (np.arange(steps) % 19) == 18,
+        "episode_ids": np.arange(steps) // 19,
+        "episode_starts": np.arange(0, steps + 1, 19),
+    }
+    for name, arr in arrays.items():
+        np.save(shard / f"{name}.npy", arr, allow_pickle=False)
+    np.save(folder / "actions.npy", row_actions, allow_pickle=False)
+    np.save(folder / "obs.npy", arrays["obs"], allow_pickle=False)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "env": {"id": "hand-written", "kwargs": {}},
+        "action_space": {"type": "Discrete", "n": 3},
+        "num_episodes": n // 20,
+        "num_steps": steps,
+        "shards": [{"dir": "shard-00000", "steps": steps, "episodes": n // 20}],
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
 
@@ -87,7 +111,7 @@ def test_grid_tokenizer_encodes_the_set_of_objects_per_cell(tmp_path: Path) -> N
 
 
 def test_batches_never_cross_episodes(tmp_path: Path) -> None:
-    ds = TrajectoryDataset(_write_grid_dataset(tmp_path / "g"))
+    ds = PretrainRows(_write_grid_dataset(tmp_path / "g"))
     assert len(ds) == 57  # 3 episodes of 20 rows: 19 transitions each
     obs = np.load(tmp_path / "g" / "obs.npy")
     actions = np.load(tmp_path / "g" / "actions.npy")
@@ -117,7 +141,7 @@ def test_generated_dataset_layout(cb_data: Path) -> None:
     episode with action -1."""
     manifest = json.loads((cb_data / "manifest.json").read_text())
     assert manifest["format"] == FORMAT and manifest["action_space"]["n"] == 3
-    ds = TrajectoryDataset(cb_data)
+    ds = PretrainRows(cb_data)
     assert ds.num_actions == 3 and ds.obs.shape[1:] == (6,)
     assert len(ds.obs) == manifest["num_steps"] + manifest["num_episodes"]
     assert (ds.actions == -1).sum() == manifest["num_episodes"]
@@ -248,20 +272,19 @@ def test_bad_input_exits_2_with_one_line(
 
 def test_missing_manifest_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"manifest\.json"):
-        TrajectoryDataset(tmp_path)
+        PretrainRows(tmp_path)
 
 
 def test_pretrain_reader_reads_a_collected_dataset(tmp_path: Path) -> None:
     """`drlzero collect` output feeds the pretrainer: rows, actions and episode ends agree."""
     import drlzero
     from drlzero.data import TrajectoryDataset as Collected
-    from drlzero.pretrain.dataset import TrajectoryDataset
 
     (out,) = drlzero.collect(
         ["drlzero/CatchBall-v0"], "random", out=tmp_path / "d", episodes=6, seed=3
     )
     src = Collected.open(out)
-    ds = TrajectoryDataset(out)
+    ds = PretrainRows(out)
     assert len(ds) == src.num_steps
     assert ds.manifest["env_id"] == "drlzero/CatchBall-v0"
     ep = src.episode(2)

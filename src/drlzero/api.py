@@ -401,7 +401,7 @@ def pretrain(data: str | Path, out: str | Path, **settings: Any) -> dict[str, An
     """Self-supervised pretraining of a state encoder (``drlzero pretrain``).
 
     Args:
-        data: a trajectory dataset directory (see :mod:`drlzero.pretrain.dataset`).
+        data: a `drlzero collect` dataset directory (see :mod:`drlzero.data.dataset`).
         out: the Hugging Face model directory to write.
         settings: fields of :class:`drlzero.pretrain.trainer.PretrainConfig` (``objectives``,
             ``steps``, ``d_model`` ...).

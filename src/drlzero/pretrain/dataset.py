@@ -1,36 +1,21 @@
-"""Trajectory datasets for self-supervised pretraining: a small reader and a small generator.
+"""The rows the self-supervised objectives read, over a ``drlzero collect`` dataset.
 
-Layout (a directory; every array is a plain ``.npy`` file, read with ``allow_pickle=False`` and
-memory-mapped, so a dataset larger than memory is read lazily; nothing is ever pickled)::
-
-    DATASET_DIR/
-      manifest.json    {"format": "drlzero-trajectories", "version": 1, "env_id": ...,
-                        "env_kwargs": {...}, "num_rows": N, "num_episodes": E,
-                        "obs_shape": [...], "obs_dtype": "float32", "num_actions": A,
-                        "policy": "random" ...}
-      obs.npy          (N, *obs_shape)  the observation of row i
-      actions.npy      (N,) int64       the action taken at obs[i]; -1 on an episode's last row
-      episode_id.npy   (N,) int64       rows of one episode are contiguous and in time order
-      rewards.npy, terminated.npy, truncated.npy   (N,) optional, for other tools
-
-Row ``i`` and row ``i + 1`` form a transition when both belong to the same episode; an episode of
-T steps has T + 1 rows (its final observation with action -1), so ``s_{t+1}`` is always there.
-
-:class:`TrajectoryDataset` also reads the sharded datasets that ``drlzero collect`` writes
-(docs/data.md; recognised by the ``shards`` key of their manifest), so
-``drlzero collect ... --out D`` then ``drlzero pretrain --data D`` is the usual pipeline.
+There is one trajectory format, :mod:`drlzero.data.dataset`'s (``drlzero collect``, docs/data.md).
+:class:`PretrainRows` lays one such dataset out as rows: an episode of T steps gives T + 1
+rows (its T + 1 observations in order), row ``i``'s action is the one taken at ``obs[i]`` (-1
+on an episode's last row), so ``s_{t+1}`` is always the next row. A one-shard dataset's
+observations stay memory-mapped; only the per-row actions and episode ids are built in memory.
 
 Example:
     >>> from drlzero.config import EnvConfig
     >>> cfg = EnvConfig(id="drlzero/CatchBall-v0")
     >>> d = generate_dataset(cfg, "/tmp/cb", steps=500)  # doctest: +SKIP
-    >>> next(TrajectoryDataset(d).iter_batches(32, k_max=4, seed=0)).obs_t.shape  # doctest: +SKIP
+    >>> next(PretrainRows(d).iter_batches(32, k_max=4, seed=0)).obs_t.shape  # doctest: +SKIP
     (32, 6)
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,10 +25,7 @@ import numpy as np
 from drlzero.config import EnvConfig
 from drlzero.errors import UserError
 
-__all__ = ["FORMAT", "TrajectoryDataset", "TransitionBatch", "generate_dataset"]
-
-FORMAT = "drlzero-trajectories"
-_REQUIRED = ("obs", "actions", "episode_id")
+__all__ = ["PretrainRows", "TransitionBatch", "generate_dataset"]
 
 
 class TransitionBatch(NamedTuple):
@@ -55,36 +37,24 @@ class TransitionBatch(NamedTuple):
     obs_future: np.ndarray  # (B, *obs_shape)
 
 
-class TrajectoryDataset:
-    """Reads a dataset directory (see the module doc) lazily.
+class PretrainRows:
+    """The rows (see the module doc) of the ``drlzero collect`` dataset at ``path``.
 
     Args:
         path: the dataset directory.
 
     Raises:
-        UserError: a missing directory, manifest or array, or arrays of different lengths.
+        UserError: not a readable dataset (the reader's message), non-Discrete actions, or no
+            transition at all.
     """
 
     def __init__(self, path: str | Path) -> None:
+        from drlzero.data.dataset import TrajectoryDataset
+
         self.path = Path(path)
         if not self.path.is_dir():
             raise UserError(f"dataset directory {self.path} does not exist")
-        try:
-            self.manifest: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{self.path} has no readable manifest.json ({exc})") from None
-        if self.manifest.get("format") != FORMAT:
-            raise UserError(f"{self.path}/manifest.json is not a {FORMAT} manifest")
-        if "shards" in self.manifest:  # written by `drlzero collect` (docs/data.md)
-            arrays, self.manifest = _rows_of_collected(self.path, self.manifest)
-        else:
-            arrays = {}
-            for name in _REQUIRED:
-                file = self.path / f"{name}.npy"
-                try:
-                    arrays[name] = np.load(file, allow_pickle=False, mmap_mode="r")
-                except (OSError, ValueError) as exc:
-                    raise UserError(f"cannot read {file}: {exc}") from None
+        arrays, self.manifest = _rows_of(TrajectoryDataset(self.path))
         self.obs: np.ndarray = arrays["obs"]
         self.actions = np.asarray(arrays["actions"], np.int64)
         self.episode_id = np.asarray(arrays["episode_id"], np.int64)
@@ -130,24 +100,20 @@ class TrajectoryDataset:
             )
 
 
-def _rows_of_collected(
-    path: Path, manifest: dict[str, Any]
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The row layout above from a sharded ``drlzero collect`` dataset.
+def _rows_of(ds: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The row layout of the module doc from a dataset's shards, and a short description.
 
-    Its shards already store each episode's T + 1 observations in order, so observations stay
+    The shards already store each episode's T + 1 observations in order, so observations stay
     memory-mapped (one shard) or are concatenated (several); only the per-row action (-1 on an
     episode's last row) and episode id are built in memory.
     """
-    from drlzero.data.dataset import TrajectoryDataset as Collected
-
+    path, manifest = ds.path, ds.manifest
     space = manifest.get("action_space", {})
     if space.get("type") != "Discrete":
         raise UserError(
             f"{path}: pretraining needs Discrete actions (inverse dynamics), the dataset has "
             f"{space.get('type')}; collect from a discrete-action env"
         )
-    ds = Collected(path)
     obs_parts, act_parts, ep_parts = [], [], []
     for shard in ds.shards:
         starts = np.asarray(shard.array("episode_starts"), np.int64)
@@ -165,7 +131,7 @@ def _rows_of_collected(
     }
     env = manifest.get("env", {})
     flat = {
-        "format": FORMAT,
+        "format": manifest["format"],
         "env_id": env.get("id"),
         "env_kwargs": env.get("kwargs", {}),
         "num_actions": int(space["n"]),
@@ -184,7 +150,8 @@ def generate_dataset(
     epsilon: float = 0.3,
     seed: int = 0,
 ) -> Path:
-    """Roll out a random or baseline policy into a ``drlzero collect`` dataset (tests, experiments).
+    """Roll out a random or baseline policy into a ``drlzero collect`` dataset (tests,
+    experiments).
 
     Args:
         env_cfg: the env (``env_cfg.kwargs`` are passed to ``gymnasium.make``).
@@ -200,7 +167,6 @@ def generate_dataset(
     """
     from drlzero.data.collect import collect
 
-    # The rollout itself is `drlzero collect`'s (its sharded format is read by this module).
     behaviour = policy if policy == "random" else f"baseline:{policy}"
     (path,) = collect(
         [env_cfg],

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from drlzero.errors import ConfigError, UserError
-from drlzero.pretrain.dataset import TrajectoryDataset
+from drlzero.pretrain.dataset import PretrainRows
 from drlzero.pretrain.objectives import (
     OBJECTIVES,
     info_nce,
@@ -190,7 +190,7 @@ def pretrain(
     """Pretrain an encoder on a trajectory dataset and save it as a Hugging Face model directory.
 
     Args:
-        data: a dataset directory (:mod:`drlzero.pretrain.dataset`).
+        data: a `drlzero collect` dataset directory (:mod:`drlzero.data.dataset`).
         out: the model directory to write (created; existing files are overwritten).
         cfg: the settings (default :class:`PretrainConfig`).
 
@@ -208,7 +208,7 @@ def pretrain(
         raise UserError("drlzero pretrain needs transformers: pip install 'drlzero[lm]'") from None
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bar
-    dataset = TrajectoryDataset(data)
+    dataset = PretrainRows(data)
     if "inverse" in cfg.objectives and dataset.num_actions < 2:
         raise UserError(f"{data}: inverse dynamics needs at least 2 actions in the data")
     if cfg.threads is not None:
