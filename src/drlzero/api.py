@@ -151,7 +151,7 @@ def _run(cfg: Config, run_dir: Path, *, resume: bool, ray_address: str | None) -
 
         return train_apex(cfg, run_dir, resume=resume, ray_address=ray_address)
     if cfg.algo in TABULAR_ALGOS:
-        from drlzero.algos.tabular import train_tabular
+        from drlzero.train.tabular import train_tabular
 
         return train_tabular(cfg, run_dir, resume=resume)
     if cfg.algo == "ppo":
