@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["integrated_gradients", "token_attributions", "words_of"]
+__all__ = ["integrated_gradients", "token_attributions", "words_of", "zero_embedding_score"]
 
 
 def _alphas(steps: int, device: torch.device) -> torch.Tensor:
@@ -121,6 +121,19 @@ def token_attributions(
     e = seen[1].view(steps, B, *seen[1].shape[1:])[0]  # the full embeddings (B, L', H)
     grad_BLH = grad.float().view(steps, B, *grad.shape[1:]).mean(0)
     return (e * grad_BLH).sum(-1)
+
+
+@torch.no_grad()
+def zero_embedding_score(
+    embedding: nn.Module, ids_BL: torch.Tensor, score: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """``score`` with every token embedding set to zero: the baseline of
+    :func:`token_attributions` (its attributions add up to ``score(ids) - this``)."""
+    handle = embedding.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out))
+    try:
+        return score(ids_BL)
+    finally:
+        handle.remove()
 
 
 def words_of(

@@ -459,7 +459,7 @@ def _text_attributions(
 
     from drlzero.encoders.pretrained import PretrainedEncoder
     from drlzero.envs.text import load_tokenizer
-    from drlzero.explain import token_attributions, words_of
+    from drlzero.explain import token_attributions, words_of, zero_embedding_score
 
     enc = agent.net.encoder
     if not isinstance(enc, PretrainedEncoder) or enc.obs_tokenizer is not None:
@@ -467,6 +467,7 @@ def _text_attributions(
     if agent.norm is not None and getattr(agent.norm, "enabled", False):
         return None  # PPO's normaliser of embeddings is NumPy: no gradient through it
     head = _head_from_features(agent, kind)
+    label = "Q-value" if kind == "q" else "logit"
     tok = load_tokenizer(enc.model_path)
     special = set(tok.all_special_tokens)
     device = enc.proj[0].weight.device
@@ -480,9 +481,10 @@ def _text_attributions(
         def score(ids_NL: torch.Tensor, target: int = target) -> torch.Tensor:
             return head(enc.proj(enc.embed(ids_NL)))[:, target]
 
-        attr = (
-            token_attributions(embedding, ids_1L, score, steps=ig_steps)[0].detach().cpu().numpy()
-        )
+        attr = token_attributions(embedding, ids_1L, score, steps=ig_steps)[0].cpu().numpy()
+        with torch.no_grad():
+            full = float(score(ids_1L)[0])
+        gap = full - float(zero_embedding_score(embedding, ids_1L, score)[0])
         n = len(attr)
         tokens = tok.convert_ids_to_tokens([int(i) for i in ids_L[:n]])
         words = []
@@ -493,8 +495,9 @@ def _text_attributions(
         total = float(attr.sum())
         blocks.append(
             f'<div class="step" data-step="{t}"><p class="meta">step {t}: action '
-            f"<b>{html.escape(names[target])}</b>; attributions sum to {total:+.3f} "
-            f"(= score minus the score of all-zero embeddings, up to the path sum)</p>"
+            f"<b>{html.escape(names[target])}</b>, {label} {full:+.3f}; the attributions "
+            f"sum to {total:+.3f}, the {label} minus that of all-zero word embeddings is "
+            f"{gap:+.3f}</p>"
             f'<p class="text">{_word_html(words, lim)}</p></div>'
         )
     return "\n".join(blocks)
