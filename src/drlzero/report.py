@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from drlzero.checks import check_out_file, read_run_config
+from drlzero.checks import check_out_file, make_out_dir, read_run_config
 from drlzero.config import Config
 from drlzero.errors import UserError
 
@@ -749,6 +749,7 @@ def build_report(
     run_dirs = find_runs(paths)
     if out is None:
         check_out_file(target, (".html",))
+    make_out_dir(target.parent)  # fail now (e.g. a read-only mount), not after the work
     runs = [read_run(p) for p in run_dirs]
     groups = group_runs(runs)
     diffs = config_differences(runs)
@@ -787,7 +788,6 @@ def build_report(
         f"{time.strftime('%Y-%m-%d %H:%M')}</p><nav>{nav}</nav>{body}"
         f"<script>{_JS}</script></body></html>\n"
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     try:
         tmp.write_text(page, encoding="utf-8")
