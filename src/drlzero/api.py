@@ -486,7 +486,7 @@ def report(
     Example:
         >>> report(["runs/a-s0", "runs/a-s1"], out="report.html")  # doctest: +SKIP
     """
-    from drlzero.report import build_report
+    from drlzero.reporting import build_report
 
     if max_steps <= 0:
         raise UserError(f"--max-steps {max_steps} must be > 0")
