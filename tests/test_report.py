@@ -174,3 +174,24 @@ def test_word_attributions_with_frozen_minilm(tmp_path: Path) -> None:
     assert {"mission", "go", "to"} <= said, said  # the mission's words, one span each
     assert "[CLS]" not in said and "[SEP]" not in said
     assert any(float(a) != 0.0 for a, _w in words)
+
+
+def test_grid_attributions_and_frames_on_minatar(tmp_path: Path) -> None:
+    """A grid observation (MinAtar Breakout, 10x10x4) gets the spatial attribution map, and its
+    float [0, 1] frames are scaled to visible pixels, not truncated to black."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pytest.importorskip("minatar")
+    over = [*FAST, "train.total_steps=150", "dqn.learning_starts=100", "train.eval_episodes=1"]
+    over += ["train.eval_freq=0", "env.max_episode_steps=20"]
+    run = drlzero.train("minatar-breakout-dqn", out=tmp_path / "mb", overrides=over).run_dir
+    text = drlzero.report(run, max_steps=20).read_text()
+    assert "where the chosen action's Q-value comes from" in text and _svgs(text) == 3
+    gif = re.search(r'src="data:image/gif;base64,([^"]+)"', text)
+    assert gif is not None
+    first = np.asarray(Image.open(io.BytesIO(base64.b64decode(gif.group(1)))).convert("RGB"))
+    assert first.shape[1] == 320 and first.max() > 100

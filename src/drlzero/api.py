@@ -400,6 +400,15 @@ class Episode:
     frames: list[np.ndarray]
 
 
+def frame_uint8(frame: Any) -> np.ndarray:
+    """An rgb_array frame as uint8 pixels: float frames in [0, 1] (MinAtar's) are scaled by 255,
+    not truncated to black."""
+    f = np.asarray(frame)
+    if np.issubdtype(f.dtype, np.floating) and f.size and float(f.max()) <= 1.0:
+        f = f * 255.0
+    return np.clip(f, 0, 255).astype(np.uint8)
+
+
 def play_episode(
     agent: Agent, env: Any, *, seed: int, trace: Episode | None = None, max_steps: int | None = None
 ) -> list[np.ndarray]:
@@ -458,7 +467,7 @@ def record(
         frames.append(env.render())  # type: ignore[arg-type]
     env.close()
     path.parent.mkdir(parents=True, exist_ok=True)
-    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    images = [Image.fromarray(frame_uint8(f)) for f in frames]
     duration_ms = max(1, round(1000 / fps))
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
     return path

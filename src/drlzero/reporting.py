@@ -316,17 +316,22 @@ def _action_names(env: Any, env_id: str, n: int) -> list[str]:
     return [f"a{i}" for i in range(n)]
 
 
-def _gif_uri(frames: list[np.ndarray], fps: int = 15, max_frames: int = 240, width: int = 320):
+def _gif_uri(
+    frames: list[np.ndarray], fps: int = 15, max_frames: int = 240, width: int = 320
+) -> str | None:
     from PIL import Image
 
     if not frames:
         return None
     stride = max(1, math.ceil(len(frames) / max_frames))
+    from drlzero.api import frame_uint8
+
     images = []
     for f in frames[::stride]:
-        img = Image.fromarray(np.asarray(f, dtype=np.uint8))
-        if img.width > width:
-            img = img.resize((width, max(1, round(img.height * width / img.width))))
+        img = Image.fromarray(frame_uint8(f))
+        if img.width != width:  # tiny grids (MinAtar: 10x10) grow with sharp pixels
+            size = (width, max(1, round(img.height * width / img.width)))
+            img = img.resize(size, Image.Resampling.NEAREST if img.width < width else None)
         images.append(img)
     buf = io.BytesIO()
     duration = max(1, round(1000 * stride / fps))
