@@ -63,7 +63,9 @@ def integrated_gradients(
     x0 = torch.zeros_like(x) if baseline is None else baseline.detach().float().expand_as(x)
     alphas = _alphas(steps, x.device)
     grad_sum = torch.zeros_like(x)
-    per = max(1, chunk // max(1, len(x)))  # path steps per pass, all rows at once
+    # path steps per pass (all rows at once): at most ``chunk`` rows and 2**24 input floats
+    # (64 MB; an episode of Atari frames is 28k floats a row)
+    per = max(1, min(chunk // max(1, len(x)), (1 << 24) // max(1, x.numel())))
     for start in range(0, steps, per):
         a = alphas[start : start + per].view(-1, *([1] * x.dim()))  # (s, 1, ...)
         path = (x0 + a * (x - x0)).reshape(-1, *x.shape[1:]).requires_grad_(True)  # (s*B, ...)

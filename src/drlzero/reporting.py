@@ -177,7 +177,9 @@ def config_differences(runs: list[RunData]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def group_label(group: list[RunData], diffs: list[tuple[str, list[str]]], runs: list[RunData]):
+def group_label(
+    group: list[RunData], diffs: list[tuple[str, list[str]]], runs: list[RunData]
+) -> str:
     """A group's name: the values of the non-seed keys that tell groups apart, else the
     preset name."""
     first = group[0]
