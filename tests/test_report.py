@@ -70,6 +70,13 @@ def test_page_sections_and_numbers(page: Path, runs: dict[str, Path]) -> None:
     finals = [json.loads((runs[k] / "eval.json").read_text())["mean_return"] for k in runs]
     mean01 = (finals[0] + finals[1]) / 2
     assert f"mean over 2 seeds</td><td>{mean01:.2f} ±" in text
+    # groups are named by preset, and by the values that tell a preset's groups apart
+    for label in (
+        "cartpole-dqn lr=0.0023 (n=2)",
+        "cartpole-dqn lr=0.01 (n=1)",
+        "cartpole-ppo (n=1)",
+    ):
+        assert label in text, label
     for k, v in zip(runs, finals, strict=True):
         assert f"<td>{k}</td>" in text and f"{v:.2f} ±" in text
     # config differences name the keys that differ, not those all runs share

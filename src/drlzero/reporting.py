@@ -177,15 +177,22 @@ def config_differences(runs: list[RunData]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def group_label(
-    group: list[RunData], diffs: list[tuple[str, list[str]]], runs: list[RunData]
-) -> str:
-    """A group's name: the values of the non-seed keys that tell groups apart, else the
-    preset name."""
-    first = group[0]
-    idx = runs.index(first)
-    parts = [f"{k.rsplit('.', 1)[-1]}={vals[idx]}" for k, vals in diffs if k not in SEED_KEYS]
-    return ", ".join(parts[:3]) + (" …" if len(parts) > 3 else "") if parts else first.config.name
+def group_labels(groups: list[list[RunData]]) -> list[str]:
+    """Each group's name: its preset name, followed, among groups of the same preset, by the
+    (at most 3) config values that tell them apart, e.g. ``cartpole-dqn lr=0.01``."""
+    labels = []
+    for g in groups:
+        name = g[0].config.name
+        peers = [h[0] for h in groups if h[0].config.name == name]
+        parts = []
+        if len(peers) > 1:
+            for k, vals in config_differences(peers):
+                if k not in SEED_KEYS:
+                    v = vals[peers.index(g[0])]
+                    parts.append(f"{k.rsplit('.', 1)[-1]}={v.strip(chr(34))}")
+        extra = " ".join(parts[:3]) + (" …" if len(parts) > 3 else "")
+        labels.append(f"{name} {extra}".strip())
+    return labels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -760,7 +767,7 @@ def build_report(
     runs = [read_run(p) for p in run_dirs]
     groups = group_runs(runs)
     diffs = config_differences(runs)
-    labels = [group_label(g, diffs, runs) for g in groups]
+    labels = group_labels(groups)
     if len(set(labels)) < len(labels):
         labels = [f"{lab} [{g[0].label}]" for lab, g in zip(labels, groups, strict=True)]
 
