@@ -426,7 +426,12 @@ def play_episode(
         if render:
             frames.append(env.render())
         mask = info.get("action_mask") if agent.masked else None
-        batch = np.asarray(obs)[None]
+        # a batch of one: Dict observations (multimodal) batch key by key
+        batch = (
+            {k: np.asarray(v)[None] for k, v in obs.items()}
+            if isinstance(obs, dict)
+            else np.asarray(obs)[None]
+        )
         action = (agent.act(batch) if mask is None else agent.act(batch, mask[None]))[0]
         env_action = int(action) if np.ndim(action) == 0 else action
         if trace is not None:

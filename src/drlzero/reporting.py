@@ -378,7 +378,12 @@ def _head_from_features(agent: Any, kind: str) -> Any:
 
 
 def _model_inputs(agent: Any, obs: list[Any]) -> np.ndarray:
-    x = np.asarray(agent.prep(np.stack([np.asarray(o) for o in obs])))
+    """The network's input for the episode's observations (one row per step)."""
+    if isinstance(obs[0], dict):  # Dict observations batch key by key
+        batch: Any = {k: np.stack([np.asarray(o[k]) for o in obs]) for k in obs[0]}
+    else:
+        batch = np.stack([np.asarray(o) for o in obs])
+    x = np.asarray(agent.prep(batch))
     if agent.norm is not None:
         x = agent.norm(x)
     return x.astype(np.float32)
@@ -468,14 +473,18 @@ def _text_attributions(
     steps: list[int],
     ig_steps: int,
 ) -> str | None:
-    """Per-word integrated gradients on the token embeddings at the given episode steps."""
+    """Per-word integrated gradients on the token embeddings at the given episode steps
+    (a pretrained text encoder alone, or inside a multimodal encoder with the image held at the
+    step's)."""
     import torch
 
+    from drlzero.encoders.multimodal import MultimodalEncoder
     from drlzero.encoders.pretrained import PretrainedEncoder
     from drlzero.envs.text import load_tokenizer
     from drlzero.explain import token_attributions, words_of, zero_embedding_score
 
-    enc = agent.net.encoder
+    outer = agent.net.encoder
+    enc = outer.text if isinstance(outer, MultimodalEncoder) else outer
     if not isinstance(enc, PretrainedEncoder) or enc.obs_tokenizer is not None:
         return None
     if agent.norm is not None and getattr(agent.norm, "enabled", False):
@@ -488,12 +497,23 @@ def _text_attributions(
     embedding = enc.backbone.get_input_embeddings()
     blocks = []
     for t in steps:
-        ids_L = np.asarray(obs[t]).astype(np.int64)
+        image = None
+        if isinstance(outer, MultimodalEncoder):
+            ids_L = np.asarray(obs[t][outer.text_key]).astype(np.int64)
+            image = torch.as_tensor(np.asarray(obs[t][outer.image_key])[None], device=device)
+        else:
+            ids_L = np.asarray(obs[t]).astype(np.int64)
         ids_1L = torch.as_tensor(ids_L[None], device=device)
         target = int(actions[t])
 
-        def score(ids_NL: torch.Tensor, target: int = target) -> torch.Tensor:
-            return head(enc.proj(enc.embed(ids_NL)))[:, target]
+        def score(
+            ids_NL: torch.Tensor, target: int = target, image: torch.Tensor | None = image
+        ) -> torch.Tensor:
+            text_NT = enc.proj(enc.embed(ids_NL))
+            if image is not None:  # the step's grid, the same on every path point
+                img = image.expand(len(ids_NL), *image.shape[1:])
+                text_NT = outer.fuse(text_NT, img)
+            return head(text_NT)[:, target]
 
         attr = token_attributions(embedding, ids_1L, score, steps=ig_steps)[0].cpu().numpy()
         with torch.no_grad():
@@ -557,9 +577,6 @@ def explain_run(
         )
         return out
     scores, kind = found
-    if any(isinstance(o, dict) for o in trace.obs):
-        out.notes.append("Dict observations (multimodal): no explanations yet.")
-        return out
     actions = [int(a) for a in trace.actions]
     x = torch.as_tensor(_model_inputs(agent, trace.obs))
     device = next(agent.net.parameters()).device
@@ -578,10 +595,11 @@ def explain_run(
     out.scores_svg = _scores_svg(shown, actions, names, kind, f"{what} along the episode")
 
     target = torch.as_tensor(actions, device=device)
-    obs_dim = np.asarray(trace.obs[0]).ndim
+    from drlzero.encoders.multimodal import MultimodalEncoder
     from drlzero.encoders.pretrained import PretrainedEncoder
 
-    if isinstance(agent.net.encoder, PretrainedEncoder):
+    multimodal = isinstance(agent.net.encoder, MultimodalEncoder)
+    if multimodal or isinstance(agent.net.encoder, PretrainedEncoder):
         T = len(actions)
         picks = sorted(
             {round(i * (T - 1) / max(1, text_steps - 1)) for i in range(min(T, text_steps))}
@@ -591,7 +609,16 @@ def explain_run(
         )
         if out.words_html is None:
             out.notes.append("this text encoder reads no plain token ids: no word attributions.")
+        if multimodal:
+            out.notes.append(
+                "the grid image enters through embeddings of its integer cells (no gradient): "
+                "word attributions only."
+            )
         return out
+    if isinstance(trace.obs[0], dict):
+        out.notes.append("Dict observations without a text encoder: no input attributions.")
+        return out
+    obs_dim = np.asarray(trace.obs[0]).ndim
     if x.dim() not in (2, 4) or obs_dim not in (1, 3):
         out.notes.append(f"observations of shape {tuple(x.shape[1:])}: no input attributions.")
         return out
