@@ -409,6 +409,21 @@ def _scores_svg(
     return _svg(fig)
 
 
+def _actions_svg(actions_TD: np.ndarray) -> str:
+    """Continuous actions (SAC, Box PPO) along the episode, one line per dimension."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+    for d in range(actions_TD.shape[1]):
+        ax.plot(actions_TD[:, d], lw=1.3, label=f"action[{d}]")
+    ax.set_xlabel("step of the episode")
+    ax.set_ylabel("action (deterministic)")
+    ax.set_title("the actions along the episode", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best", ncol=min(actions_TD.shape[1], 4))
+    fig.tight_layout()
+    return _svg(fig)
+
+
 def _vector_attr_svg(attr_TD: np.ndarray, names: list[str], title: str) -> str:
     plt = _plt()
     D = attr_TD.shape[1]
@@ -570,10 +585,12 @@ def explain_run(
     if len(trace.actions) >= max_steps:
         out.notes.append(f"the episode is shown for its first {max_steps} steps.")
     found = _scores_fn(agent)
+    if found is None and trace.actions and np.ndim(trace.actions[0]) == 1:
+        out.scores_svg = _actions_svg(np.stack([np.asarray(a, float) for a in trace.actions]))
     if found is None or not trace.actions:
         out.notes.append(
             f"no per-action scores to explain for {cfg.algo} "
-            "(explanations cover DQN and discrete-action PPO)."
+            "(Q-values, probabilities and attributions cover DQN and discrete-action PPO)."
         )
         return out
     scores, kind = found
