@@ -108,6 +108,17 @@ def test_sweep_folder_finds_its_runs(runs: dict[str, Path], tmp_path: Path) -> N
     assert "mean over 2 seeds" in text and _svgs(text) == 1
 
 
+def test_a_run_without_checkpoints_still_gets_its_curves(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A run that has not checkpointed yet: curves and tables, and a note instead of an episode."""
+    run = Path(shutil.copytree(runs["dqn-s0"], tmp_path / "young"))
+    shutil.rmtree(run / "checkpoints")
+    text = drlzero.report(run).read_text()
+    assert _svgs(text) == 1 and "data:image/gif" not in text
+    assert re.search(r'class="note">[^<]*train first', text)
+
+
 def _chromium(page: Path, tmp: Path) -> tuple[str, list[str], Path]:
     """Open ``page`` headless: (the DOM after its script ran, console messages, screenshot)."""
     shot = tmp / f"{page.stem}.png"

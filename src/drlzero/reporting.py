@@ -758,11 +758,12 @@ def _diff_table(runs: list[RunData], diffs: list[tuple[str, list[str]]]) -> str:
 
 
 def _explained_html(ex: Explained, label: str) -> str:
-    parts = [
-        f"<h3>{html.escape(label)}: run {html.escape(ex.run)}</h3>",
-        f'<p class="meta">greedy episode (the first of <code>drlzero record</code>): '
-        f"{ex.steps} steps, return {ex.episode_return:.2f}</p>",
-    ]
+    parts = [f"<h3>{html.escape(label)}: run {html.escape(ex.run)}</h3>"]
+    if ex.steps:
+        parts.append(
+            f'<p class="meta">greedy episode (the first of <code>drlzero record</code>): '
+            f"{ex.steps} steps, return {ex.episode_return:.2f}</p>"
+        )
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in ex.notes]
     episode = []
     if ex.gif:
@@ -818,9 +819,11 @@ def build_report(
     explained = []
     if explain:
         for g, label in zip(groups, labels, strict=True):
-            explained.append(
-                _explained_html(explain_run(g[0], max_steps=max_steps, ig_steps=ig_steps), label)
-            )
+            try:
+                ex = explain_run(g[0], max_steps=max_steps, ig_steps=ig_steps)
+            except UserError as exc:  # e.g. no checkpoint yet: the rest of the page still helps
+                ex = Explained(run=g[0].label, steps=0, episode_return=0.0, notes=[str(exc)])
+            explained.append(_explained_html(ex, label))
 
     title = "drlzero report: " + ", ".join(sorted({r.config.name for r in runs}))
     sections = [
