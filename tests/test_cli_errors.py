@@ -150,6 +150,17 @@ CASES: list[tuple[str, str]] = [
         )
     ],
     ("eval {tmp}/no-such-run", "does not exist"),
+    # report: inputs that are not runs, outputs that cannot be written
+    ("report {tmp}/no-such-run", "does not exist; pass a run directory or a sweep directory"),
+    ("report {afile}", "is a file; pass a run directory or a sweep directory"),
+    ("report {notrun}", "is not a run directory (no config.yaml) and holds no runs"),
+    ("report {cp} {nocfg}", "holds no runs"),
+    ("report {cfg_cut}", "is not valid YAML"),
+    ("report {cp} --out {tmp}/r.pdf", "must end in .html"),
+    ("report {cp} --out {notrun}", "give a file name"),
+    ("report {cp} --out {afile}/r.html", "choose a folder path for --out"),
+    ("report {cp} --out /proc/drlzero-report/r.html", "choose a folder you can write to"),
+    ("report {cp} --max-steps 0", "--max-steps 0 must be > 0"),
     ("collect --policy {tmp}/no-such-run --episodes 1 --out {tmp}/c", "unknown policy"),
     # train --resume: damaged runs, budgets that train nothing, changes a resume cannot make
     ("train --resume {afile}", "cannot resume"),

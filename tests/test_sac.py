@@ -402,6 +402,9 @@ def test_cli_train_eval_record_list(tmp_path: Path, capsys: pytest.CaptureFixtur
     gif = tmp_path / "ep.gif"
     assert main(["record", str(out), "--episodes", "1", "--out", str(gif)]) == 0
     assert gif.stat().st_size > 0
+    assert main(["report", str(out), "--max-steps", "30"]) == 0  # SAC: the actions, plotted
+    page = (out / "report.html").read_text()
+    assert "the actions along the episode" in page and "no per-action scores" in page
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
     assert "sac" in listing and "pendulum-sac" in listing

@@ -6,7 +6,7 @@ Python API (each CLI command is one call):
     >>> drlzero.evaluate(result.run_dir, episodes=10)  # doctest: +SKIP
 """
 
-from drlzero.api import Agent, collect, distill, evaluate, load_agent, record, train
+from drlzero.api import Agent, collect, distill, evaluate, load_agent, record, report, train
 from drlzero.config import (
     Config,
     DQNConfig,
@@ -41,5 +41,6 @@ __all__ = [
     "load_agent",
     "load_config",
     "record",
+    "report",
     "train",
 ]

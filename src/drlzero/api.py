@@ -182,13 +182,30 @@ class Agent:
 
     ``masked``: evaluation and ``record`` pass the env's ``info["action_mask"]`` (as in
     training).
+
+    DQN and PPO agents also keep what ``drlzero report`` explains with: ``net`` (the Q-network
+    or actor-critic, in eval mode), ``prep`` (the encoder's env-boundary step) and ``norm``
+    (PPO's frozen observation normalizer; None for DQN). Others leave them None.
     """
 
-    def __init__(self, cfg: Config, act_fn: Any, checkpoint: str, masked: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        act_fn: Any,
+        checkpoint: str,
+        masked: bool = False,
+        *,
+        net: Any = None,
+        prep: Any = None,
+        norm: Any = None,
+    ) -> None:
         self.config = cfg
         self.act = act_fn
         self.checkpoint = checkpoint
         self.masked = masked
+        self.net = net
+        self.prep = prep
+        self.norm = norm
 
 
 def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Agent:
@@ -236,7 +253,8 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     def act(obs: Any, action_mask: np.ndarray | None = None) -> np.ndarray:
         return greedy(prep(obs), action_mask)
 
-    return Agent(cfg, act, checkpoint, masked=cfg.env.action_mask != "none")
+    masked = cfg.env.action_mask != "none"
+    return Agent(cfg, act, checkpoint, masked=masked, net=q_net, prep=prep)
 
 
 def _ppo_agent(
@@ -266,7 +284,8 @@ def _ppo_agent(
         """Greedy actions among those ``action_mask`` allows (the env's info mask)."""
         return policy.greedy(norm(np.asarray(prep(obs))), action_mask)
 
-    return Agent(cfg, act, checkpoint, masked=cfg.env.action_mask != "none")
+    masked = cfg.env.action_mask != "none"
+    return Agent(cfg, act, checkpoint, masked=masked, net=net, prep=prep, norm=norm)
 
 
 def evaluate(
@@ -358,6 +377,69 @@ def evaluate_baseline(
     return json_safe(_evaluate_baseline(env_cfg, name, episodes, eval_seed))
 
 
+#: ``record`` (and the report's episodes) play seed ``train.seed + RECORD_SEED_OFFSET + k``.
+RECORD_SEED_OFFSET = 30_000
+
+
+@dataclasses.dataclass
+class Episode:
+    """One greedy episode: ``obs[t]`` was seen before ``actions[t]``; ``frames[t]`` is the
+    render of ``obs[t]`` (empty when not rendered); ``masks[t]`` the allowed actions or None."""
+
+    obs: list[Any]
+    actions: list[Any]
+    rewards: list[float]
+    masks: list[np.ndarray | None]
+    frames: list[np.ndarray]
+
+
+def frame_uint8(frame: Any) -> np.ndarray:
+    """An rgb_array frame as uint8 pixels: float frames in [0, 1] (MinAtar's) are scaled by 255,
+    not truncated to black."""
+    f = np.asarray(frame)
+    if np.issubdtype(f.dtype, np.floating) and f.size and float(f.max()) <= 1.0:
+        f = f * 255.0
+    return np.clip(f, 0, 255).astype(np.uint8)
+
+
+def play_episode(
+    agent: Agent, env: Any, *, seed: int, trace: Episode | None = None, max_steps: int | None = None
+) -> list[np.ndarray]:
+    """Play one greedy episode of ``agent`` in ``env`` (rendering every step when the env has
+    ``render_mode="rgb_array"``) and return its frames, the last state's frame excluded.
+
+    ``trace``, if given, is filled with the observations, actions, rewards and masks;
+    ``max_steps`` stops a long episode early.
+    """
+    frames: list[np.ndarray] = []
+    render = getattr(env, "render_mode", None) == "rgb_array"
+    obs, info = env.reset(seed=seed)
+    done, steps = False, 0
+    while not done and (max_steps is None or steps < max_steps):
+        if render:
+            frames.append(env.render())
+        mask = info.get("action_mask") if agent.masked else None
+        # a batch of one: Dict observations (multimodal) batch key by key
+        batch = (
+            {k: np.asarray(v)[None] for k, v in obs.items()}
+            if isinstance(obs, dict)
+            else np.asarray(obs)[None]
+        )
+        action = (agent.act(batch) if mask is None else agent.act(batch, mask[None]))[0]
+        env_action = int(action) if np.ndim(action) == 0 else action
+        if trace is not None:
+            trace.obs.append(obs)
+            trace.actions.append(env_action)
+            trace.masks.append(None if mask is None else np.asarray(mask, bool))
+        obs, reward, term, trunc, info = env.step(env_action)
+        if trace is not None:
+            trace.rewards.append(float(reward))
+        done, steps = term or trunc, steps + 1
+    if trace is not None:
+        trace.frames = frames
+    return frames
+
+
 def record(
     run_dir: str | Path, *, episodes: int = 1, out: str | Path | None = None, fps: int = 30
 ) -> Path:
@@ -379,22 +461,44 @@ def record(
         raise UserError(f"{agent.config.env.id} cannot render rgb_array frames; nothing to record")
     frames: list[np.ndarray] = []
     for ep in range(episodes):
-        obs, info = env.reset(seed=agent.config.train.seed + 30_000 + ep)
+        frames += play_episode(agent, env, seed=agent.config.train.seed + RECORD_SEED_OFFSET + ep)
         frames.append(env.render())  # type: ignore[arg-type]
-        done = False
-        while not done:
-            mask = info.get("action_mask") if agent.masked else None
-            batch = np.asarray(obs)[None]
-            action = (agent.act(batch) if mask is None else agent.act(batch, mask[None]))[0]
-            obs, _r, term, trunc, info = env.step(int(action) if np.ndim(action) == 0 else action)
-            done = term or trunc
-            frames.append(env.render())  # type: ignore[arg-type]
     env.close()
     path.parent.mkdir(parents=True, exist_ok=True)
-    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    images = [Image.fromarray(frame_uint8(f)) for f in frames]
     duration_ms = max(1, round(1000 / fps))
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
     return path
+
+
+def report(
+    runs: str | Path | list[str | Path],
+    *,
+    out: str | Path | None = None,
+    explain: bool = True,
+    max_steps: int = 200,
+) -> Path:
+    """One self-contained HTML page about runs (``drlzero report``): learning curves (seeds as
+    mean ± std), the evaluation table, the config differences, and a recorded greedy episode per
+    group of seeds with its explanations (Q-values or action probabilities, input and word
+    attributions). See docs/report.md.
+
+    Args:
+        runs: run directories and/or folders holding runs (``drlzero sweep`` directories).
+        out: the ``.html`` file (default ``report.html`` in the one folder given, else in the
+            current directory).
+        explain: record and explain one episode per group (off: curves and tables only).
+        max_steps: explain at most this many steps of each episode.
+
+    Example:
+        >>> report(["runs/a-s0", "runs/a-s1"], out="report.html")  # doctest: +SKIP
+    """
+    from drlzero.reporting import build_report
+
+    if max_steps <= 0:
+        raise UserError(f"--max-steps {max_steps} must be > 0")
+    paths = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    return build_report(paths, out, explain=explain, max_steps=max_steps)
 
 
 def pretrain(data: str | Path, out: str | Path, **settings: Any) -> dict[str, Any]:

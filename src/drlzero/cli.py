@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--episodes", type=int, default=1)
     r.add_argument("--out", help="output file (default RUN_DIR/episodes.gif)")
 
+    rp = sub.add_parser(
+        "report",
+        help="one self-contained HTML page: curves, evaluations, config differences, "
+        "episodes and their explanations",
+    )
+    rp.add_argument("runs", nargs="+", metavar="RUN", help="run directories or sweep directories")
+    rp.add_argument("--out", help="the .html file (default RUN/report.html for one folder)")
+    rp.add_argument("--max-steps", type=int, default=200, help="steps of each episode explained")
+    rp.add_argument(
+        "--no-explain", action="store_true", help="curves and tables only (no episodes)"
+    )
+
     sub.add_parser("list", help="presets, algorithms, encoders, explorers and environments")
     _add_collect_distill(sub)
     _add_pretrain_parser(sub)
@@ -284,6 +296,13 @@ def _record(args: argparse.Namespace) -> int:
     from drlzero.api import record
 
     print(record(args.run_dir, episodes=args.episodes, out=args.out))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from drlzero.api import report
+
+    print(report(args.runs, out=args.out, explain=not args.no_explain, max_steps=args.max_steps))
     return 0
 
 
@@ -480,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     handlers = {"train": _train, "sweep": _sweep, "eval": _eval, "record": _record, "list": _list}
     handlers.update({"collect": _collect, "distill": _distill, "pretrain": _pretrain})
+    handlers["report"] = _report
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         return handlers[args.command](args)

@@ -117,7 +117,11 @@ class MultimodalEncoder(nn.Module):
         text = obs[:, self.image_size :].reshape(-1, *self.text_shape)
         text_stored_float = getattr(self.text, "stored_dtype", np.dtype(np.int32)) == np.float32
         text_BT = self.text(text if text_stored_float else text.round().int())
-        cells_BNE, image_BE = self.grid(image)
+        return self.fuse(text_BT, image)
+
+    def fuse(self, text_BT: torch.Tensor, image_BHWC: torch.Tensor) -> torch.Tensor:
+        """Text features (B, T) and the grid image -> the fused features (B, D)."""
+        cells_BNE, image_BE = self.grid(image_BHWC)
         if self.fusion == "cross_attention":
             q_B1E = self.query(text_BT).unsqueeze(1)
             attended_B1E, _ = self.attn(q_B1E, cells_BNE, cells_BNE, need_weights=False)
