@@ -6,13 +6,42 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from drlzero.cli import main
+from drlzero.config import EnvConfig
 from drlzero.data import TrajectoryDataset, collect, open_collection
 from drlzero.errors import UserError
+
+
+class _Forbidden(gym.Env):
+    """Discrete(5) where each state allows a random non-empty subset (in info); a forbidden
+    action raises. Episodes of 10 steps."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (5,), np.float32)
+    action_space = gym.spaces.Discrete(5)
+
+    def _out(self) -> tuple[np.ndarray, dict]:
+        self.mask = self.np_random.random(5) < 0.4
+        self.mask[self.np_random.integers(5)] = True
+        return self.mask.astype(np.float32), {"action_mask": self.mask.copy()}
+
+    def reset(self, *, seed=None, options=None):  # type: ignore[override]
+        super().reset(seed=seed)
+        self.t = 0
+        return self._out()
+
+    def step(self, action):  # type: ignore[override]
+        assert self.mask[int(action)], f"forbidden action {action} under {self.mask}"
+        self.t += 1
+        obs, info = self._out()
+        return obs, 1.0, False, self.t >= 10, info
+
+
+gym.register("drlzero-test/Forbidden-v0", entry_point=_Forbidden)
 
 
 def _check_episode_structure(ds: TrajectoryDataset) -> None:
@@ -79,6 +108,39 @@ def test_baseline_dataset_with_epsilon(tmp_path: Path) -> None:
     assert ds.manifest["policy"] == {"kind": "baseline", "name": "intercept", "epsilon": 0.2}
     _check_episode_structure(ds)
     assert not ds.has_q_values
+
+
+@pytest.mark.parametrize("policy,epsilon", [("random", 0.0), ("baseline:random", 0.5)])
+def test_collect_obeys_action_masks(tmp_path: Path, policy: str, epsilon: float) -> None:
+    """With env.action_mask=info every collected action is allowed (the env raises otherwise);
+    without it the same env soon gets a forbidden one."""
+    env = EnvConfig(id="drlzero-test/Forbidden-v0", action_mask="info")
+    [path] = collect([env], policy, out=tmp_path / "m", steps=300, epsilon=epsilon, num_envs=2)
+    assert TrajectoryDataset.open(path).num_steps == 300
+    with pytest.raises(AssertionError, match="forbidden action"):
+        collect(["drlzero-test/Forbidden-v0"], policy, out=tmp_path / "u", steps=300)
+
+
+def test_collect_from_a_masked_run_takes_its_masked_greedy_actions(tmp_path: Path) -> None:
+    import drlzero
+    from drlzero.config import load_config
+
+    cfg = load_config(
+        "cartpole-dqn",
+        overrides=[
+            "env.id=drlzero-test/Forbidden-v0",
+            "env.action_mask=info",
+            "train.total_steps=200",
+            "train.eval_episodes=1",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "dqn.learning_starts=50",
+        ],
+    )
+    run = drlzero.train(cfg, out=tmp_path / "run").run_dir
+    [path] = collect([], str(run), out=tmp_path / "ds", steps=200, checkpoint="last")
+    ds = TrajectoryDataset.open(path)
+    assert ds.num_steps == 200 and ds.has_q_values
 
 
 def test_trained_run_dataset_stores_q_values(tmp_path: Path, tiny_teachers: dict) -> None:

@@ -4,6 +4,10 @@ Policies: ``random``, ``baseline:NAME`` (a hand-written controller of
 :mod:`drlzero.envs.baselines`) or the directory of a trained run (greedy, or epsilon-greedy
 with ``epsilon``). The format is described in :mod:`drlzero.data.dataset` and docs/data.md.
 
+With action masks on (``env.action_mask``, e.g. a run trained with masks), every action is
+drawn among the allowed ones: the run's greedy action is the masked argmax, random and epsilon
+actions are uniform over the allowed actions.
+
 Example:
     >>> from drlzero.data import collect, TrajectoryDataset
     >>> paths = collect(["CartPole-v1"], "random", out="data/cp", episodes=5)  # doctest: +SKIP
@@ -29,6 +33,7 @@ from drlzero.checks import check_out_dir, check_seed, make_out_dir
 from drlzero.config import EnvConfig, load_config, preset_names
 from drlzero.data.dataset import COLLECTION, FORMAT, FORMAT_VERSION, MANIFEST
 from drlzero.errors import UserError
+from drlzero.masks import MaskSource, uniform_allowed
 
 #: A shard is written once its observations reach this many bytes (or this many steps).
 SHARD_BYTES = 256 << 20
@@ -190,7 +195,15 @@ def collect_one(
     E = envs.num_envs
     # per-env episode in progress: lists of per-step arrays
     cur: list[dict[str, list[Any]]] = [_new_episode() for _ in range(E)]
-    obs, _ = envs.reset(seed=seed)
+    n_actions = int(getattr(act_space, "n", 0))
+    if env_cfg.action_mask != "none" and not n_actions:
+        raise UserError(
+            f"env.action_mask={env_cfg.action_mask} needs Discrete actions; {env_cfg.id} has "
+            f"{act_space}"
+        )
+    masks = MaskSource(env_cfg.action_mask, E, n_actions)  # off: every mask is None
+    obs, info = envs.reset(seed=seed)
+    mask = masks.reset(info)
     for i in range(E):
         cur[i]["obs"].append(np.asarray(obs[i]))
     done_eps = total_steps = cut = 0
@@ -214,14 +227,23 @@ def collect_one(
                 break
             if policy.description["kind"] == "random":
                 actions, q_BA = envs.action_space.sample(), None
+                if mask is not None:
+                    actions = uniform_allowed(rng, mask)
             else:
                 actions, q_BA = policy.act(obs)
+                if mask is not None and q_BA is not None:
+                    actions = np.where(mask, q_BA, -np.inf).argmax(axis=1)
             if epsilon > 0:
                 explore = rng.random(E) < epsilon
-                n_actions = int(act_space.n)  # type: ignore[attr-defined]
-                actions = np.where(explore, rng.integers(0, n_actions, E), actions)
+                randoms = (
+                    rng.integers(0, n_actions, E) if mask is None else uniform_allowed(rng, mask)
+                )
+                actions = np.where(explore, randoms, actions)
             actions = np.asarray(actions).astype(act_space.dtype, copy=False)
             next_obs, reward, term, trunc, info = envs.step(actions)
+            mask = masks.step(info, term | trunc)[0] if masks.on else None
+            if masks.on and mask is None:  # this step's info has no mask: all allowed
+                mask = np.ones((E, n_actions), bool)
             for i in range(E):
                 ep = cur[i]
                 ep["actions"].append(actions[i])
