@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -15,33 +14,6 @@ from drlzero.cli import main
 from drlzero.config import EnvConfig
 from drlzero.data import TrajectoryDataset, collect, open_collection
 from drlzero.errors import UserError
-
-
-class _Forbidden(gym.Env):
-    """Discrete(5) where each state allows a random non-empty subset (in info); a forbidden
-    action raises. Episodes of 10 steps."""
-
-    observation_space = gym.spaces.Box(0.0, 1.0, (5,), np.float32)
-    action_space = gym.spaces.Discrete(5)
-
-    def _out(self) -> tuple[np.ndarray, dict]:
-        self.mask = self.np_random.random(5) < 0.4
-        self.mask[self.np_random.integers(5)] = True
-        return self.mask.astype(np.float32), {"action_mask": self.mask.copy()}
-
-    def reset(self, *, seed=None, options=None):  # type: ignore[override]
-        super().reset(seed=seed)
-        self.t = 0
-        return self._out()
-
-    def step(self, action):  # type: ignore[override]
-        assert self.mask[int(action)], f"forbidden action {action} under {self.mask}"
-        self.t += 1
-        obs, info = self._out()
-        return obs, 1.0, False, self.t >= 10, info
-
-
-gym.register("drlzero-test/Forbidden-v0", entry_point=_Forbidden)
 
 
 def _check_episode_structure(ds: TrajectoryDataset) -> None:

@@ -119,6 +119,32 @@ def test_distill_run_is_a_run_directory(tmp_path: Path, tiny_teachers: dict) -> 
     assert again["mean_return"] == pytest.approx(task["student_eval"]["mean_return"])
 
 
+def test_distilling_a_masked_teacher_acts_and_evaluates_among_allowed_actions(
+    tmp_path: Path,
+) -> None:
+    """drlzero-test/Forbidden-v0 raises on a forbidden action: a teacher trained with
+    env.action_mask=info is distilled (teacher and student acting, random actions, every
+    evaluation) without one."""
+    from drlzero.config import load_config
+
+    cfg = load_config(
+        "cartpole-dqn",
+        overrides=[
+            "env.id=drlzero-test/Forbidden-v0",
+            "env.action_mask=info",
+            "train.total_steps=200",
+            "train.eval_episodes=1",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "dqn.learning_starts=50",
+        ],
+    )
+    teacher = drlzero.train(cfg, out=tmp_path / "teacher").run_dir
+    res = drlzero.distill([teacher], out=tmp_path / "student", **FAST_DISTILL)
+    assert (res.run_dir / "distill.json").is_file()
+    assert drlzero.evaluate(res.run_dir, episodes=2, write=False)["mean_return"] == 10.0
+
+
 def test_multitask_distillation_acts_on_both_envs(tmp_path: Path, tiny_teachers: dict) -> None:
     teachers = [tiny_teachers["cartpole-dqn"], tiny_teachers["acrobot-dqn"]]
     settings = {**FAST_DISTILL, "total_steps": 300, "eval_freq": 0}

@@ -42,6 +42,7 @@ from drlzero.config import TABULAR_ALGOS, Config, save_config
 from drlzero.envs import make_vec_env
 from drlzero.errors import ConfigError, UserError
 from drlzero.heads import QNetwork
+from drlzero.masks import MaskSource, uniform_allowed
 from drlzero.train.checkpoint import load_checkpoint, load_module, module_tensors, save_checkpoint
 from drlzero.train.evaluate import Evaluator
 from drlzero.train.run import EVAL_SEED_OFFSET, REPORT_SEED_OFFSET, Run, json_safe, write_eval_json
@@ -272,7 +273,13 @@ def distill(
         save_config(c, d / "config.yaml")
     if n_tasks > 1:
         save_config(cfgs[0], run_dir / "config.yaml")
-    evaluators = [Evaluator(c.env, s.eval_episodes, s.seed + EVAL_SEED_OFFSET) for c in cfgs]
+    # action masks of each task's env config (a teacher trained with masks): acting, labels'
+    # argmax and evaluation among the allowed actions only
+    sources = [MaskSource(c.env.action_mask, 1, a) for c, (_, a) in zip(cfgs, dims, strict=True)]
+    evaluators = [
+        Evaluator(c.env, s.eval_episodes, s.seed + EVAL_SEED_OFFSET, masked=m.on)
+        for c, m in zip(cfgs, sources, strict=True)
+    ]
     rng = np.random.default_rng(s.seed + 2)
     teacher_steps = int(s.teacher_fraction * s.total_steps)
 
@@ -311,8 +318,10 @@ def distill(
         return {"loss": loss, "agreement": agreement, "explore": eps}
 
     # the teachers on the periodic evaluation episodes: the scale for choosing 'best'
-    teacher_periodic = [ev(t.greedy) for ev, t in zip(evaluators, tq, strict=True)]
-    obs = [e.reset(seed=s.seed + 100 * i)[0] for i, e in enumerate(envs)]
+    teacher_periodic = [ev(_teacher_greedy(t)) for ev, t in zip(evaluators, tq, strict=True)]
+    resets = [e.reset(seed=s.seed + 100 * i) for i, e in enumerate(envs)]
+    obs = [o for o, _ in resets]
+    masks = [m.reset(info) for m, (_, info) in zip(sources, resets, strict=True)]
     ep_ret = np.zeros(n_tasks)
     ep_len = np.zeros(n_tasks, dtype=np.int64)
     eps = s.teacher_epsilon
@@ -334,11 +343,23 @@ def distill(
             for i in range(n_tasks):
                 q_t_BA = tq[i].q_values(obs[i])  # the label, whoever acts
                 memories[i].add(obs[i], q_t_BA)
-                greedy = q_t_BA.argmax(1) if teacher_acts else _greedy(nets[i], obs[i])
+                mask = masks[i]
+                greedy = (
+                    _masked_argmax(q_t_BA, mask) if teacher_acts else _greedy(nets[i], obs[i], mask)
+                )
                 n_act = dims[i][1]
                 random = rng.random(len(greedy)) < eps
-                actions = np.where(random, rng.integers(0, n_act, len(greedy)), greedy)
-                nxt, reward, term, trunc, _ = envs[i].step(actions)
+                randoms = (
+                    rng.integers(0, n_act, len(greedy))
+                    if mask is None
+                    else uniform_allowed(rng, mask)
+                )
+                actions = np.where(random, randoms, greedy)
+                nxt, reward, term, trunc, info = envs[i].step(actions)
+                if sources[i].on:  # the mask of nxt (all allowed where the env gives none)
+                    masks[i] = sources[i].step(info, term | trunc)[0]
+                    if masks[i] is None:
+                        masks[i] = np.ones((1, n_act), bool)
                 ep_ret[i] += reward[0]
                 ep_len[i] += 1
                 if term[0] or trunc[0]:
@@ -382,9 +403,19 @@ def _run_config(cfg: Config, s: DistillConfig) -> Config:
     return dataclasses.replace(cfg, train=train)
 
 
-def _greedy(net: nn.Module, obs: np.ndarray) -> np.ndarray:
+def _masked_argmax(q_BA: np.ndarray, mask_BA: np.ndarray | None) -> np.ndarray:
+    """Greedy actions, among the allowed ones when a mask is given."""
+    return (q_BA if mask_BA is None else np.where(mask_BA, q_BA, -np.inf)).argmax(1)
+
+
+def _greedy(net: nn.Module, obs: np.ndarray, mask_BA: np.ndarray | None = None) -> np.ndarray:
     with torch.inference_mode():
-        return net(torch.from_numpy(np.asarray(obs))).argmax(1).numpy()
+        return _masked_argmax(net(torch.from_numpy(np.asarray(obs))).numpy(), mask_BA)
+
+
+def _teacher_greedy(t: QRun) -> Any:
+    """The teacher's greedy action function, masked when the evaluator hands it a mask."""
+    return lambda obs, mask_BA=None: _masked_argmax(t.q_values(obs), mask_BA)
 
 
 def _retention(student: float, teacher: float) -> float:
@@ -433,9 +464,9 @@ def _report(
     eval_seed = s.seed + REPORT_SEED_OFFSET  # the episodes 'drlzero eval' uses
     tasks: list[dict[str, Any]] = []
     for t, net, c, (shape, _a) in zip(tq, nets, cfgs, dims, strict=True):
-        ev = Evaluator(c.env, s.final_episodes, eval_seed)
+        ev = Evaluator(c.env, s.final_episodes, eval_seed, masked=c.env.action_mask != "none")
         try:
-            teacher_eval = ev(t.greedy)
+            teacher_eval = ev(_teacher_greedy(t))
             student_eval = ev(functools.partial(_greedy, net))
         finally:
             ev.close()
