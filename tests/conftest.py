@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -90,3 +92,22 @@ def tiny_teachers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
             ],
         ).run_dir
     return runs
+
+
+def train_masked_forbidden(out: Path) -> Path:
+    """A 200-step DQN run on drlzero-test/Forbidden-v0 with env.action_mask=info; its dir."""
+    import drlzero
+    from drlzero.config import load_config
+
+    cfg = load_config(
+        "cartpole-dqn",
+        overrides=[
+            "env.id=drlzero-test/Forbidden-v0",
+            "env.action_mask=info",
+            "train.total_steps=200",
+            "train.eval_episodes=1",
+            "dqn.learning_starts=50",
+            *FAST,
+        ],
+    )
+    return drlzero.train(cfg, out=out).run_dir

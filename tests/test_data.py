@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import train_masked_forbidden
 
 from drlzero.cli import main
 from drlzero.config import EnvConfig
@@ -94,22 +95,7 @@ def test_collect_obeys_action_masks(tmp_path: Path, policy: str, epsilon: float)
 
 
 def test_collect_from_a_masked_run_takes_its_masked_greedy_actions(tmp_path: Path) -> None:
-    import drlzero
-    from drlzero.config import load_config
-
-    cfg = load_config(
-        "cartpole-dqn",
-        overrides=[
-            "env.id=drlzero-test/Forbidden-v0",
-            "env.action_mask=info",
-            "train.total_steps=200",
-            "train.eval_episodes=1",
-            "train.progress=false",
-            "train.tensorboard=false",
-            "dqn.learning_starts=50",
-        ],
-    )
-    run = drlzero.train(cfg, out=tmp_path / "run").run_dir
+    run = train_masked_forbidden(tmp_path / "run")
     [path] = collect([], str(run), out=tmp_path / "ds", steps=200, checkpoint="last")
     ds = TrajectoryDataset.open(path)
     assert ds.num_steps == 200 and ds.has_q_values

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import train_masked_forbidden
 
 import drlzero
 from drlzero.algos.distill import (
@@ -125,21 +126,7 @@ def test_distilling_a_masked_teacher_acts_and_evaluates_among_allowed_actions(
     """drlzero-test/Forbidden-v0 raises on a forbidden action: a teacher trained with
     env.action_mask=info is distilled (teacher and student acting, random actions, every
     evaluation) without one."""
-    from drlzero.config import load_config
-
-    cfg = load_config(
-        "cartpole-dqn",
-        overrides=[
-            "env.id=drlzero-test/Forbidden-v0",
-            "env.action_mask=info",
-            "train.total_steps=200",
-            "train.eval_episodes=1",
-            "train.progress=false",
-            "train.tensorboard=false",
-            "dqn.learning_starts=50",
-        ],
-    )
-    teacher = drlzero.train(cfg, out=tmp_path / "teacher").run_dir
+    teacher = train_masked_forbidden(tmp_path / "teacher")
     res = drlzero.distill([teacher], out=tmp_path / "student", **FAST_DISTILL)
     assert (res.run_dir / "distill.json").is_file()
     assert drlzero.evaluate(res.run_dir, episodes=2, write=False)["mean_return"] == 10.0

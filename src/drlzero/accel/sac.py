@@ -9,19 +9,19 @@
   then make half the kernel calls and autograd nodes for the same arithmetic.
 - The actor runs as a flat traced forward (:func:`~drlzero.accel.trace.flat_forward`).
 
-What is computed is the parent's: the same losses, targets and optimizer maths in the same
-order, so both learners give the same weights up to float rounding (``tests/test_sac.py``).
+What is computed is the parent's: :class:`FastSACLearner` overrides only the parent's hooks
+(how the critics, the actor's samples, the zeroing and the Polyak step are computed), never its
+``update``, so both learners give the same weights up to float rounding (``tests/test_sac.py``).
 Critics of another shape (images, sequences, a shared encoder) keep the module calls and get
 the flat parameters only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from drlzero.accel.flat import FlatParams
@@ -32,9 +32,6 @@ from drlzero.algos.sac import (
     SACLearner,
     TanhGaussianActor,
     TwinQ,
-    actor_loss,
-    alpha_loss,
-    critic_targets,
     tanh_gaussian_log_prob,
 )
 from drlzero.config import SACConfig
@@ -156,15 +153,24 @@ class FastSACLearner(SACLearner):
             self.q_frozen = self.twin.stacked(flat.data, None)  # for the actor step
             self.q_target = self.twin.stacked(self.target_vec, None)
 
-    # -- forwards ------------------------------------------------------------------------------
-    def _q(self, which: str, obs: torch.Tensor, a_BA: torch.Tensor) -> Any:
+    # -- how each piece is computed; the steps themselves are the parent's ----------------------
+    def _q(
+        self, which: str, obs: torch.Tensor, a_BA: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(Q1, Q2)`` of the online critics (``online``), the same without weight grads
-        (``frozen``) or the target critics (``target``)."""
+        (``frozen``) or the target critics (``target``), batched when the layout allows."""
         if self.twin is None:
-            net = self.critic_target if which == "target" else self.critic
-            return net(obs, a_BA)
+            return super()._q(which, obs, a_BA)
         params = {"online": self.q_params, "frozen": self.q_frozen, "target": self.q_target}
         return self.twin.forward(params[which], torch.cat([obs.float().flatten(1), a_BA], dim=1))
+
+    @contextlib.contextmanager
+    def _critic_frozen(self) -> Iterator[None]:
+        if self.twin is None:  # module forwards: the parent's switch
+            with super()._critic_frozen():
+                yield
+        else:  # the batched forward reads detached views of the weights ("frozen")
+            yield
 
     def _sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`TanhGaussianActor.sample`, with the encoder's traced forward."""
@@ -176,52 +182,9 @@ class FastSACLearner(SACLearner):
         u_BA = mean_BA + log_std_BA.exp() * torch.randn_like(mean_BA)
         return torch.tanh(u_BA), tanh_gaussian_log_prob(u_BA, mean_BA, log_std_BA)
 
-    # -- the steps: the parent's, on the fast parts --------------------------------------------
-    def update(self, batch: Any) -> dict[str, torch.Tensor]:
-        """One critic step (+ the delayed actor/alpha steps), as :meth:`SACLearner.update`."""
-        c = self.cfg
-        obs, a_BA = batch.obs, batch.actions
-        alpha = self.alpha
-        with torch.no_grad():
-            next_a_BA, next_logp_B = self._sample(batch.next_obs)
-            nq1_B, nq2_B = self._q("target", batch.next_obs, next_a_BA)
-            y_B = critic_targets(
-                batch.rewards, batch.terminated, nq1_B, nq2_B, next_logp_B, alpha, c.gamma
-            )
-        q1_B, q2_B = self._q("online", obs, a_BA)
-        critic_loss = F.mse_loss(q1_B, y_B) + F.mse_loss(q2_B, y_B)
-        self.critic_flat.zero_grad()
-        critic_loss.backward()
-        self.critic_opt.step()
-        self.critic_updates += 1
-        stats: dict[str, torch.Tensor] = {
-            "loss": critic_loss.detach(),
-            "q_mean": q1_B.detach().mean(),
-        }
-        if self.critic_updates % c.policy_frequency == 0:
-            for _ in range(c.policy_frequency):
-                stats.update(self._actor_step(obs))
-        self.target_vec.lerp_(self.critic_flat.param.detach(), c.tau)
-        stats["alpha"] = self.alpha[0]
-        return stats
+    def _zero_grad(self, which: str) -> None:
+        (self.actor_flat if which == "actor" else self.critic_flat).zero_grad()
 
-    def _actor_step(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
-        pi_BA, logp_B = self._sample(obs)
-        # gradients flow through Q to a, not into Q's weights (a detached view of them)
-        if self.twin is None:
-            self.critic.requires_grad_(False)
-        q1_B, q2_B = self._q("frozen", obs, pi_BA)
-        loss = actor_loss(q1_B, q2_B, logp_B, self.alpha)
-        self.actor_flat.zero_grad()
-        loss.backward()
-        if self.twin is None:
-            self.critic.requires_grad_(True)
-        self.actor_opt.step()
-        out = {"actor_loss": loss.detach(), "entropy": -logp_B.detach().mean()}
-        if self.cfg.autotune:
-            a_loss = alpha_loss(self.log_alpha, logp_B, self.target_entropy)
-            self.alpha_opt.zero_grad(set_to_none=True)
-            a_loss.backward()
-            self.alpha_opt.step()
-            out["alpha_loss"] = a_loss.detach()
-        return out
+    def _polyak(self) -> None:
+        """One lerp of the flat target vector (the critics have no buffers)."""
+        self.target_vec.lerp_(self.critic_flat.param.detach(), self.cfg.tau)

@@ -23,7 +23,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -285,14 +287,14 @@ class SACLearner:
         c = self.cfg
         obs, a_BA = batch.obs, batch.actions
         with torch.no_grad():
-            next_a_BA, next_logp_B = self.actor.sample(batch.next_obs)
-            nq1_B, nq2_B = self.critic_target(batch.next_obs, next_a_BA)
+            next_a_BA, next_logp_B = self._sample(batch.next_obs)
+            nq1_B, nq2_B = self._q("target", batch.next_obs, next_a_BA)
             y_B = critic_targets(
                 batch.rewards, batch.terminated, nq1_B, nq2_B, next_logp_B, self.alpha, c.gamma
             )
-        q1_B, q2_B = self.critic(obs, a_BA)  # both critics regress on the one target
+        q1_B, q2_B = self._q("online", obs, a_BA)  # both critics regress on the one target
         critic_loss = F.mse_loss(q1_B, y_B) + F.mse_loss(q2_B, y_B)
-        self.critic_opt.zero_grad(set_to_none=True)
+        self._zero_grad("critic")
         critic_loss.backward()
         self.critic_opt.step()
         self.critic_updates += 1
@@ -303,18 +305,17 @@ class SACLearner:
         if self.critic_updates % c.policy_frequency == 0:
             for _ in range(c.policy_frequency):
                 stats.update(self._actor_step(obs))
-        polyak_update(self.critic_target, self.critic, c.tau)
+        self._polyak()
         stats["alpha"] = self.alpha[0]
         return stats
 
     def _actor_step(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
-        pi_BA, logp_B = self.actor.sample(obs)
-        self.critic.requires_grad_(False)  # gradients flow through Q to a, not into Q's weights
-        q1_B, q2_B = self.critic(obs, pi_BA)
-        loss = actor_loss(q1_B, q2_B, logp_B, self.alpha)
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic.requires_grad_(True)
+        pi_BA, logp_B = self._sample(obs)
+        with self._critic_frozen():  # gradients flow through Q to a, not into Q's weights
+            q1_B, q2_B = self._q("frozen", obs, pi_BA)
+            loss = actor_loss(q1_B, q2_B, logp_B, self.alpha)
+            self._zero_grad("actor")
+            loss.backward()
         self.actor_opt.step()
         out = {"actor_loss": loss.detach(), "entropy": -logp_B.detach().mean()}
         if self.cfg.autotune:
@@ -324,6 +325,36 @@ class SACLearner:
             self.alpha_opt.step()
             out["alpha_loss"] = a_loss.detach()
         return out
+
+    # -- how each piece is computed (drlzero.accel.sac overrides these, not the maths above) --
+    def _sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised actions and their log-probs from the actor."""
+        return self.actor.sample(obs)
+
+    def _q(
+        self, which: str, obs: torch.Tensor, a_BA: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Q1, Q2)`` of the ``online`` critics, the same inside :meth:`_critic_frozen`
+        (``frozen``), or the ``target`` critics."""
+        return (self.critic_target if which == "target" else self.critic)(obs, a_BA)
+
+    @contextlib.contextmanager
+    def _critic_frozen(self) -> Iterator[None]:
+        """The critics' weights take no gradient inside (the actor step's backward)."""
+        self.critic.requires_grad_(False)
+        try:
+            yield
+        finally:
+            self.critic.requires_grad_(True)
+
+    def _zero_grad(self, which: str) -> None:
+        """Clear the ``actor``'s or the ``critic``'s gradients."""
+        opt = self.actor_opt if which == "actor" else self.critic_opt
+        opt.zero_grad(set_to_none=True)
+
+    def _polyak(self) -> None:
+        """Move the target critics towards the critics by ``tau``."""
+        polyak_update(self.critic_target, self.critic, self.cfg.tau)
 
     # -- state for checkpoints (names -> optimizers), used by the loop ------------------------
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
