@@ -37,7 +37,6 @@ def child(spec: dict) -> None:
     import torch
 
     from drlzero.algos.dqn import DQNLearner
-    from drlzero.buffers import Batch
     from drlzero.config import DQNConfig
     from drlzero.encoders.pretrained import (
         PretrainedEncoder,
@@ -47,6 +46,7 @@ def child(spec: dict) -> None:
         shared_storage_bytes,
     )
     from drlzero.heads import LinearHead, QNetwork
+    from drlzero.replay.storage import Batch
 
     torch.set_num_threads(1)
     share = spec.pop("target_share", "copy") == "share"

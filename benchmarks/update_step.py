@@ -39,11 +39,11 @@ from torch import nn
 from drlzero.accel import FastDQNLearner
 from drlzero.accel.trace import flat_forward, numpy_forward
 from drlzero.algos.dqn import compiled
-from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
 from drlzero.encoders.cnn import MinAtarCNN
 from drlzero.encoders.mlp import MLPEncoder
 from drlzero.heads import LinearHead, QNetwork
+from drlzero.replay.storage import Batch
 
 # name -> (network factory, observation shape, batch size)
 CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int]] = {

@@ -16,11 +16,11 @@ from drlzero.accel import FastDQNLearner, FastQPolicy, FastRainbowLearner, accel
 from drlzero.algos.base import Learner, QLearner
 from drlzero.algos.dqn import DQNLearner, QPolicy
 from drlzero.algos.rainbow import RainbowLearner, build_head
-from drlzero.buffers import Batch
 from drlzero.config import DQNConfig, load_config
 from drlzero.encoders.mlp import MLPEncoder
 from drlzero.errors import CheckpointError, ConfigError
 from drlzero.heads import DuelingHead, LinearHead, QNetwork
+from drlzero.replay.storage import Batch
 from drlzero.train.checkpoint import load_optimizer, optimizer_tensors
 
 FAST = ["train.progress=false", "train.tensorboard=false"]

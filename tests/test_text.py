@@ -146,10 +146,10 @@ def test_template_text_env() -> None:
 @lm
 def test_vector_env_and_buffer_hold_token_arrays_not_strings(fast) -> None:
     from drlzero.algos.dqn import build_q_network
-    from drlzero.buffers import ReplayBuffer
     from drlzero.config import load_config
     from drlzero.encoders import env_boundary, stored_spec
     from drlzero.envs import make_vec_env
+    from drlzero.replay.storage import ReplayStorage
 
     cfg = load_config(
         None,
@@ -168,7 +168,7 @@ def test_vector_env_and_buffer_hold_token_arrays_not_strings(fast) -> None:
     q = build_q_network(cfg, envs.single_observation_space, envs.single_action_space)
     prep = env_boundary(q.encoder)
     shape, dtype = stored_spec(q.encoder, envs.single_observation_space)
-    buf = ReplayBuffer(10, shape, dtype)
+    buf = ReplayStorage(10, shape, dtype)
     flat = prep(obs)
     assert flat.shape == (2, 7 * 7 * 3 + 32) and flat.dtype == np.float32
     buf.add(flat, np.zeros(2, np.int64), np.zeros(2, np.float32), flat, np.zeros(2, np.float32))

@@ -23,7 +23,7 @@ from drlzero.accel.flat import FlatGroups, FlatParams
 from drlzero.accel.trace import flat_forward, numpy_forward
 from drlzero.algos.dqn import DQNLearner, QPolicy, td_targets
 from drlzero.algos.rainbow import RainbowLearner, RawOutput, per_sample_loss
-from drlzero.buffers import Batch
+from drlzero.replay.storage import Batch
 
 
 class _FlatOptimizer:

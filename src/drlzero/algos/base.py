@@ -13,15 +13,15 @@ from typing import Protocol, TypeVar, runtime_checkable
 import torch
 from torch import nn
 
-from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
+from drlzero.replay.storage import Batch
 
 BatchT_contra = TypeVar("BatchT_contra", contravariant=True)
 
 
 @runtime_checkable
 class Learner(Protocol[BatchT_contra]):
-    """One optimizer step per call on a batch record (e.g. :class:`drlzero.buffers.Batch`)."""
+    """One optimizer step per call on a batch record (e.g. a replay ``Batch``)."""
 
     optimizer: torch.optim.Optimizer
 

@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from drlzero.algos.base import QLearner
-from drlzero.buffers import Batch
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import build_encoder
 from drlzero.errors import ConfigError
 from drlzero.exploration import Explorer, greedy_actions
 from drlzero.heads import DuelingHead, LinearHead, QNetwork
 from drlzero.masks import checked_mask, masked_argmax, masked_max
+from drlzero.replay.storage import Batch
 
 
 def td_targets(

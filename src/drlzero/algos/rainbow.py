@@ -22,7 +22,6 @@ from torch import nn
 
 from drlzero.algos.base import QLearner
 from drlzero.algos.dqn import CompileSetting, td_targets
-from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
 from drlzero.distributional import (
     C51Head,
@@ -36,6 +35,7 @@ from drlzero.errors import ConfigError
 from drlzero.heads import DuelingHead, LinearHead
 from drlzero.masks import masked_argmax
 from drlzero.noisy import NoiseResetter, NoisyLinear, noisy_layers
+from drlzero.replay.storage import Batch
 
 
 def _linear(cfg: DQNConfig, d_in: int, d_out: int) -> nn.Module:

@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drlzero.buffers import Batch
 from drlzero.config import Config, EncoderConfig, SACConfig
 from drlzero.encoders import build_encoder
 from drlzero.errors import ConfigError
+from drlzero.replay.storage import Batch
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the clamp of the authors' implementation
 LOG_2 = math.log(2.0)

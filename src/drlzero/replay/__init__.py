@@ -4,22 +4,26 @@
 - :class:`PrioritizedSampler`: proportional prioritized replay over a storage's indices
   (Schaul et al. 2016; ``prioritized``).
 - :class:`NStepAccumulator`: n-step returns for parallel envs (``nstep``).
+- :class:`ReplayStorage`: the preallocated transitions with uniform sampling, and the
+  :class:`Batch` record (``storage``).
 
-- :class:`Replay`: storage + the two above, what the training loop talks to (``memory``).
-
-The transitions themselves stay in :class:`drlzero.buffers.ReplayBuffer`-like storage.
+- :class:`Replay`: a storage + the n-step and prioritized parts, what the DQN loop talks to
+  (``memory``); SAC and the Ape-X shards use a storage directly.
 """
 
 from drlzero.replay.memory import Replay
 from drlzero.replay.nstep import NStepAccumulator, NStepTransitions
 from drlzero.replay.prioritized import PrioritizedSampler, importance_weights
+from drlzero.replay.storage import Batch, ReplayStorage
 from drlzero.replay.sum_tree import SumTree
 
 __all__ = [
+    "Batch",
     "NStepAccumulator",
     "NStepTransitions",
     "PrioritizedSampler",
     "Replay",
+    "ReplayStorage",
     "SumTree",
     "importance_weights",
 ]

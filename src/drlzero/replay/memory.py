@@ -1,8 +1,9 @@
 """The replay memory the training loop talks to: storage + optional n-step + optional priorities.
 
-Composition, not inheritance: a :class:`drlzero.buffers.ReplayBuffer` holds the transitions, an
-:class:`NStepAccumulator` (n > 1) turns env steps into n-step transitions before they are stored,
-and a :class:`PrioritizedSampler` (if asked for) chooses which stored indices to replay.
+Composition, not inheritance: a :class:`~drlzero.replay.storage.ReplayStorage` holds the
+transitions, an :class:`NStepAccumulator` (n > 1) turns env steps into n-step transitions
+before they are stored, and a :class:`PrioritizedSampler` (if asked for) chooses which stored
+indices to replay.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from drlzero.buffers import Batch, ReplayBuffer
 from drlzero.config import DQNConfig
 from drlzero.replay.nstep import NStepAccumulator
 from drlzero.replay.prioritized import PrioritizedSampler
+from drlzero.replay.storage import Batch, ReplayStorage
 
 
 class Replay:
@@ -31,7 +32,7 @@ class Replay:
 
     def __init__(
         self,
-        storage: ReplayBuffer,
+        storage: ReplayStorage,
         cfg: DQNConfig,
         *,
         num_envs: int,

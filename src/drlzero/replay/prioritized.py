@@ -1,11 +1,11 @@
 """Prioritized experience replay, proportional variant (Schaul et al. 2016, Algorithm 1).
 
 The sampler holds only priorities; the transitions stay in the storage (e.g.
-:class:`drlzero.buffers.ReplayBuffer`), addressed by the same indices. Item ``i`` is drawn with
-probability ``P(i) = p_i / sum_k p_k``, where ``p_i = (|delta_i| + eps)^alpha`` (the exponent is
-applied when the priority is written, so the tree stores ``p^alpha``). The bias this introduces is
-corrected by importance weights ``w_i = (N * P(i))^-beta / max_j w_j``, with ``beta`` annealed
-linearly to 1 over training.
+:class:`~drlzero.replay.storage.ReplayStorage`), addressed by the same indices. Item ``i`` is
+drawn with probability ``P(i) = p_i / sum_k p_k``, where ``p_i = (|delta_i| + eps)^alpha`` (the
+exponent is applied when the priority is written, so the tree stores ``p^alpha``). The bias this
+introduces is corrected by importance weights ``w_i = (N * P(i))^-beta / max_j w_j``, with
+``beta`` annealed linearly to 1 over training.
 
 Shape legend: B batch.
 

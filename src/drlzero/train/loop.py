@@ -20,7 +20,6 @@ from drlzero.accel import accelerate
 from drlzero.algos.base import Learner, QLearner
 from drlzero.algos.dqn import DQNLearner, build_q_network, compile_setting, uses_family
 from drlzero.algos.rainbow import RainbowLearner
-from drlzero.buffers import Batch, ReplayBuffer
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
@@ -29,6 +28,7 @@ from drlzero.exploration import build_explorer
 from drlzero.masks import MaskSource
 from drlzero.noisy import NoiseResetter, noisy_layers
 from drlzero.replay.memory import Replay
+from drlzero.replay.storage import Batch, ReplayStorage
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
 from drlzero.train.run import (
@@ -87,7 +87,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
     spec = stored_spec(q_net.encoder, obs_space)  # what a stored observation is
     # with masks on, each transition also keeps its next state's mask (for the target's max)
     n_mask = int(act_space.n) if masks.on else None
-    storage = ReplayBuffer(capacity, *spec, device=device, seed=t.seed + 1, num_actions=n_mask)
+    storage = ReplayStorage(capacity, *spec, device=device, seed=t.seed + 1, num_actions=n_mask)
     buffer = Replay(storage, d, num_envs=E, total_steps=t.total_steps, seed=t.seed + 3)
     rng = np.random.default_rng(t.seed + 2)
     evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET, masked=masks.on)

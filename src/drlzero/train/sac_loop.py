@@ -20,10 +20,10 @@ import torch
 
 from drlzero.accel import accelerate_sac
 from drlzero.algos.sac import SACLearner, SACPolicy, build_actor, build_critic
-from drlzero.buffers import ReplayBuffer
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.envs import real_next_obs
+from drlzero.replay.storage import ReplayStorage
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
 from drlzero.train.run import (
@@ -65,7 +65,7 @@ def train_sac(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         obs_dtype = np.dtype(np.float32)
     # Capacity from the config alone (not the step budget), so a resume with a larger
     # --total-steps keeps the ring's order; np.zeros pages are only committed when written.
-    buffer = ReplayBuffer(
+    buffer = ReplayStorage(
         s.buffer_size,
         obs_shape,
         obs_dtype,
@@ -151,7 +151,7 @@ def _restore(
     run: Run,
     nets: dict[str, torch.nn.Module],
     learner: SACLearner,
-    buffer: ReplayBuffer,
+    buffer: ReplayStorage,
     envs: Any,
     rng: np.random.Generator,
 ) -> tuple[int, int, np.ndarray | None]:

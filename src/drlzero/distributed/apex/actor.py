@@ -14,7 +14,6 @@ import torch
 from drlzero.accel import accelerate
 from drlzero.algos.dqn import build_q_network
 from drlzero.algos.rainbow import RainbowLearner, per_sample_loss
-from drlzero.buffers import Batch
 from drlzero.config import Config
 from drlzero.distributed import require_ray
 from drlzero.distributed.apex.shard import Transitions
@@ -22,6 +21,7 @@ from drlzero.encoders import env_boundary, stored_spec
 from drlzero.envs import episode_successes, make_vec_env, real_next_obs
 from drlzero.exploration import ConstantSchedule, EpsilonGreedy
 from drlzero.replay import NStepAccumulator
+from drlzero.replay.storage import Batch
 from drlzero.utils import seed_everything
 
 Weights = dict[str, np.ndarray]

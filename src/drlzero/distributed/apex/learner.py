@@ -18,7 +18,6 @@ import torch
 from drlzero.accel import accelerate
 from drlzero.algos.dqn import build_q_network, compile_setting
 from drlzero.algos.rainbow import RainbowLearner
-from drlzero.buffers import Batch
 from drlzero.config import Config
 from drlzero.distributed import init_ray, require_ray
 from drlzero.distributed.apex.actor import (
@@ -32,6 +31,7 @@ from drlzero.distributed.apex.shard import ReplayShard
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
 from drlzero.envs import make_env
+from drlzero.replay.storage import Batch
 from drlzero.train.checkpoint import (
     load_module,
     load_optimizer,

@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from drlzero.buffers import ReplayBuffer
 from drlzero.config import DQNConfig
 from drlzero.replay import PrioritizedSampler
+from drlzero.replay.storage import ReplayStorage
 
 
 class Transitions(NamedTuple):
@@ -26,7 +26,7 @@ class Transitions(NamedTuple):
 
 
 class ReplayShard:
-    """Prioritized replay storage for Ape-X: a :class:`ReplayBuffer` and a
+    """Prioritized replay storage for Ape-X: a :class:`ReplayStorage` and a
     :class:`PrioritizedSampler` (a plain object; run as a Ray actor by the learner).
 
     Transitions arrive with their priorities (no max-priority default is needed). Priorities the
@@ -45,7 +45,7 @@ class ReplayShard:
         seed: int,
     ) -> None:
         torch.set_num_threads(1)
-        self.storage = ReplayBuffer(capacity, obs_shape, obs_dtype, seed=seed)
+        self.storage = ReplayStorage(capacity, obs_shape, obs_dtype, seed=seed)
         self.per = PrioritizedSampler(
             capacity,
             alpha=dqn.per_alpha,
