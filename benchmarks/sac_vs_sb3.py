@@ -213,7 +213,8 @@ def run_cleanrl(seed: int, steps: int, episodes: int) -> dict[str, float]:
             action = space.sample()
         else:
             with torch.no_grad():
-                action = actor.get_action(torch.as_tensor(obs[None]))[0][0].numpy()
+                action = actor.get_action(torch.as_tensor(obs[None], dtype=torch.float32))[0][0]
+                action = action.numpy()
         next_obs, reward, term, trunc, _ = env.step(action)
         i = step % cap
         b_obs[i], b_next[i], b_act[i], b_rew[i], b_term[i] = obs, next_obs, action, reward, term
@@ -255,7 +256,7 @@ def run_cleanrl(seed: int, steps: int, episodes: int) -> dict[str, float]:
 
     def act(o: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return actor.get_action(torch.as_tensor(o[None]))[2][0].numpy()
+            return actor.get_action(torch.as_tensor(o[None], dtype=torch.float32))[2][0].numpy()
 
     return {
         "sps": steps / loop,
