@@ -1,9 +1,11 @@
 """drlzero PPO vs Stable-Baselines3 PPO vs a CleanRL-style PPO loop, same settings, side by side.
 
 Settings (``--env``): the RL Zoo's PPO hyperparameters for CartPole-v1 (8 envs x 32 steps,
-batch 256, 20 epochs, gamma 0.98, lambda 0.8, no entropy bonus, lr 1e-3 annealed linearly) and
-for LunarLander-v3 (the ``lunarlander-ppo`` preset: 16 envs x 1024 steps, batch 64, 4 epochs,
-gamma 0.999, lambda 0.98, ent 0.01, lr 3e-4). All three sides use the same env, budget,
+batch 256, 20 epochs, gamma 0.98, lambda 0.8, no entropy bonus, lr 1e-3 annealed linearly),
+CleanRL ``ppo.py``'s defaults on CartPole-v1 (``cartpole-cleanrl``: the ``cartpole-ppo`` preset
+without its value clipping) and for LunarLander-v3 (the ``lunarlander-ppo`` preset: 16 envs x
+1024 steps, batch 64, 4 epochs, gamma 0.999, lambda 0.98, ent 0.01, lr 3e-4). All three sides
+use the same env, budget,
 network (separate 64-64 tanh MLPs for actor and critic, orthogonal init), Adam eps 1e-5,
 per-minibatch advantage normalisation, no value clipping, gradient-norm clip 0.5, and a
 constant clip range 0.2 (the Zoo anneals CartPole's; SB3 could, the others do not). SB3's
@@ -82,6 +84,12 @@ class Setting:
 
 SETTINGS = {
     "cartpole": Setting("CartPole-v1", 8, 32, 256, 20, 0.98, 0.8, 0.0, 0.5, 1e-3, True, 100_000),
+    # CleanRL ppo.py's defaults (the cartpole-ppo preset): 4 envs x 128 steps, 4 minibatches,
+    # 4 epochs, gamma 0.99, lambda 0.95, ent 0.01, vf 0.5 on 0.5 (V - R)^2 (SB3's 0.25), lr 2.5e-4
+    # annealed, 500k steps; value clipping off on all sides (SB3's clip_range_vf is another loss)
+    "cartpole-cleanrl": Setting(
+        "CartPole-v1", 4, 128, 128, 4, 0.99, 0.95, 0.01, 0.25, 2.5e-4, True, 500_000
+    ),
     "lunarlander": Setting(
         "LunarLander-v3", 16, 1024, 64, 4, 0.999, 0.98, 0.01, 0.5, 3e-4, False, 1_000_000
     ),
@@ -346,7 +354,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--env", choices=["cartpole", "lunarlander", "both"], default="both")
+    ap.add_argument("--env", choices=[*SETTINGS, "both"], default="both")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="env steps (default: the Zoo's)")
     add_result_args(ap)
