@@ -33,6 +33,7 @@ from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors
 from drlzero.train.evaluate import Evaluator
 from drlzero.train.run import (
     EVAL_SEED_OFFSET,
+    EvalCallback,
     Run,
     TrainResult,
     open_envs,
@@ -61,7 +62,9 @@ def _learn(learner: QLearner, buffer: Replay, d: DQNConfig, step: int) -> dict[s
     return stats
 
 
-def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResult:
+def train_dqn(
+    cfg: Config, run_dir: Path, *, resume: bool = False, on_eval: EvalCallback | None = None
+) -> TrainResult:
     """Train DQN as ``cfg`` says, writing everything into ``run_dir``."""
     t, d = cfg.train, cfg.dqn
     device, envs = open_envs(cfg)
@@ -120,6 +123,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         run_dir,
         kind="dqn",
         resume=resume,
+        on_eval=on_eval,
         evaluate=evaluate,
         state=state,
         title=f"{cfg.name}: DQN on {cfg.env.id}",

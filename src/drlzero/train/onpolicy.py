@@ -36,7 +36,7 @@ from drlzero.masks import INFO_KEY, mask_from_obs, read_mask
 from drlzero.rollout import ObsNormalizer, RewardScaler, RolloutBuffer
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.run import EVAL_SEED_OFFSET, Run, TrainResult, open_envs
+from drlzero.train.run import EVAL_SEED_OFFSET, EvalCallback, Run, TrainResult, open_envs
 
 
 class ObsView:
@@ -77,7 +77,9 @@ def _num_actions(space: gym.Space) -> int | None:
     return int(space.n) if isinstance(space, gym.spaces.Discrete) else None
 
 
-def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResult:
+def train_ppo(
+    cfg: Config, run_dir: Path, *, resume: bool = False, on_eval: EvalCallback | None = None
+) -> TrainResult:
     """Train PPO as ``cfg`` says, writing everything into ``run_dir``."""
     t, p = cfg.train, cfg.ppo
     device, envs = open_envs(cfg)
@@ -169,6 +171,7 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         run_dir,
         kind="ppo",
         resume=resume,
+        on_eval=on_eval,
         evaluate=evaluate,
         state=state,
         title=f"{cfg.name}: PPO on {cfg.env.id}",

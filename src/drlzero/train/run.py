@@ -52,6 +52,10 @@ EvalFn = Callable[[], dict[str, float]]
 StateFn = Callable[[str], tuple[dict[str, torch.Tensor], dict[str, Any]]]
 #: Scalars of a metrics row; called only when a row is written (so it may sync a GPU).
 ScalarsFn = Callable[[], dict[str, float]]
+#: Called after each periodic evaluation with (env step, evaluation); it may raise to stop the
+#: run (a tuner's pruning). The evaluation that ends the run (budget spent, solved, or the one
+#: :meth:`Run.finish` adds) is not passed to it: that one is the run's result.
+EvalCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass
@@ -231,6 +235,8 @@ class Run:
         num_envs: for a vector-env loop, its width E: :meth:`track` then keeps each env's
             running episode return and length (saved in ``last``, restored on resume).
         score: what ``best`` maximises, from an evaluation (default its ``mean_return``).
+        on_eval: called after each periodic evaluation but the last (see :data:`EvalCallback`),
+            once its metrics row is written; None (the default) changes nothing in the run.
     """
 
     def __init__(
@@ -247,8 +253,10 @@ class Run:
         closing: tuple[_Closeable, ...] | list[_Closeable] = (),
         num_envs: int | None = None,
         score: Callable[[dict[str, float]], float] | None = None,
+        on_eval: EvalCallback | None = None,
     ) -> None:
         t = cfg.train
+        self._on_eval = on_eval
         self.cfg = cfg
         self.run_dir = run_dir
         self.kind = kind
@@ -366,6 +374,8 @@ class Run:
             self.logger.log(step, scalars(), self.evaluation)
             while self._next_log <= step:
                 self._next_log += t.log_freq
+            if self.evaluation is not None and self._on_eval is not None and not self.done:
+                self._on_eval(step, self.evaluation)
         elif step >= self._next_progress:
             self.logger.progress(step)
             self._next_progress = step + PROGRESS_EVERY
