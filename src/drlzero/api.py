@@ -182,6 +182,10 @@ def _run(
 
 
 def _check_distributed(cfg: Config, ray_address: str | None) -> None:
+    if cfg.train.wandb:
+        from drlzero.train.tracking import require_wandb
+
+        require_wandb()  # one line before the run directory is created
     if ray_address is not None and cfg.distributed.mode == "none":
         raise UserError("--ray-address needs a distributed run (--distributed apex)")
     if cfg.distributed.mode != "none":

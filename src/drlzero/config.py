@@ -236,6 +236,12 @@ class TrainConfig:
     save_buffer: bool = _f(True, "include the replay buffer in checkpoints (exact resume)")
     progress: bool = _f(True, "show a live progress bar")
     tensorboard: bool = _f(True, "write TensorBoard events")
+    wandb: bool = _f(
+        False,
+        "mirror the TensorBoard scalars, the config and the run's media to Weights & Biases "
+        "(drlzero[track]; offline unless WANDB_MODE or WANDB_API_KEY says otherwise)",
+    )
+    wandb_project: str = _f("drlzero", "Weights & Biases project (train.wandb=true)")
     compile: bool = _f(
         False,
         "torch.compile the DQN loss and the acting forward (eager fallback; ~20 s first); "

@@ -67,6 +67,7 @@ from drlzero.train.evaluate import Evaluator
 from drlzero.train.logger import RunLogger
 from drlzero.train.plots import plot_learning_curve
 from drlzero.train.run import EVAL_SEED_OFFSET, TrainResult, write_eval_json
+from drlzero.train.tracking import make_trackers
 from drlzero.utils import pick_device, seed_everything
 
 Weights = dict[str, np.ndarray]
@@ -525,6 +526,7 @@ class ApexTrainer:
             progress=t.progress,
             resume_step=self.step if self.resume else None,
             elapsed=elapsed,
+            trackers=make_trackers(cfg, self.run_dir, resume=self.resume),
         )
         for key, dq in (
             ("returns", self.logger.recent_returns),

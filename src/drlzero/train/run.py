@@ -44,6 +44,7 @@ from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from drlzero.train.logger import RunLogger
 from drlzero.train.plots import plot_learning_curve
+from drlzero.train.tracking import make_trackers
 from drlzero.utils import pick_device, seed_everything
 
 #: Evaluates the current policy (greedy or deterministic episodes) -> ``mean_return`` etc.
@@ -286,6 +287,7 @@ class Run:
             progress=t.progress,
             resume_step=self.step if resume else None,
             elapsed=elapsed,
+            trackers=make_trackers(cfg, run_dir, resume=resume),
         )
         for key, dq in (
             ("returns", self.logger.recent_returns),
@@ -399,9 +401,9 @@ class Run:
             self.logger.log(self.step, scalars, final)
             self._keep_best(final)
         self.save("last")
-        self.close()
         write_eval_json(self.run_dir, {**final, "step": self.step, "checkpoint": "last"})
         plot_learning_curve(self.run_dir, title=self.title)
+        self.close()  # after the plot: a tracker logs it as the run's media
         return TrainResult(
             run_dir=self.run_dir,
             steps=self.step,
