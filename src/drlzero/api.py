@@ -164,6 +164,12 @@ def _run(
         from drlzero.distributed.apex import train_apex
 
         return train_apex(cfg, run_dir, resume=resume, ray_address=ray_address)
+    if cfg.train.devices > 1 or cfg.train.precision != "32-true":  # Lightning Fabric
+        if on_eval is not None:
+            raise UserError("an evaluation callback (tuning) needs train.devices=1")
+        from drlzero.train.parallel import train_parallel
+
+        return train_parallel(cfg, run_dir, resume=resume)
     if cfg.algo in TABULAR_ALGOS:
         from drlzero.algos.tabular import train_tabular
 
@@ -186,6 +192,10 @@ def _check_distributed(cfg: Config, ray_address: str | None) -> None:
         from drlzero.train.tracking import require_wandb
 
         require_wandb()  # one line before the run directory is created
+    if cfg.train.devices > 1 or cfg.train.precision != "32-true":
+        from drlzero.train.parallel import require_fabric
+
+        require_fabric()
     if ray_address is not None and cfg.distributed.mode == "none":
         raise UserError("--ray-address needs a distributed run (--distributed apex)")
     if cfg.distributed.mode != "none":

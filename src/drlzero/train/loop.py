@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from drlzero.accel import accelerate
-from drlzero.algos.base import Learner, QLearner
+from drlzero.algos.base import DataParallel, Learner, QLearner
 from drlzero.algos.dqn import DQNLearner, build_q_network, compile_setting, uses_family
 from drlzero.algos.rainbow import RainbowLearner
 from drlzero.buffers import Batch, ReplayBuffer
@@ -63,9 +63,15 @@ def _learn(learner: QLearner, buffer: Replay, d: DQNConfig, step: int) -> dict[s
 
 
 def train_dqn(
-    cfg: Config, run_dir: Path, *, resume: bool = False, on_eval: EvalCallback | None = None
+    cfg: Config,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    on_eval: EvalCallback | None = None,
+    dp: DataParallel | None = None,
 ) -> TrainResult:
-    """Train DQN as ``cfg`` says, writing everything into ``run_dir``."""
+    """Train DQN as ``cfg`` says, writing everything into ``run_dir`` (``dp``: this process's
+    part of data-parallel learning, see ``drlzero.train.parallel``)."""
     t, d = cfg.train, cfg.dqn
     device, envs = open_envs(cfg)
     E = envs.num_envs
@@ -81,6 +87,7 @@ def train_dqn(
         RainbowLearner if uses_family(d) else DQNLearner, on=t.fast_path
     )
     learner = learner_cls(q_net, target_net, d, groups, compile=mode)
+    learner.dp = dp
     prep = env_boundary(q_net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
     explorer = build_explorer(cfg.exploration, int(act_space.n), t.total_steps)
     policy = policy_cls(q_net, explorer, device, compile=mode)

@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from drlzero.algos.base import DataParallel
 from drlzero.algos.ppo import PPOLearner, PPOPolicy, build_actor_critic
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
@@ -78,9 +79,15 @@ def _num_actions(space: gym.Space) -> int | None:
 
 
 def train_ppo(
-    cfg: Config, run_dir: Path, *, resume: bool = False, on_eval: EvalCallback | None = None
+    cfg: Config,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    on_eval: EvalCallback | None = None,
+    dp: DataParallel | None = None,
 ) -> TrainResult:
-    """Train PPO as ``cfg`` says, writing everything into ``run_dir``."""
+    """Train PPO as ``cfg`` says, writing everything into ``run_dir`` (``dp``: this process's
+    part of data-parallel learning, see ``drlzero.train.parallel``)."""
     t, p = cfg.train, cfg.ppo
     device, envs = open_envs(cfg)
     E = envs.num_envs
@@ -88,6 +95,7 @@ def train_ppo(
     view = ObsView(obs_space, p.mask_key)
     net = build_actor_critic(cfg, view.space, act_space).to(device)
     learner = PPOLearner(net, p)
+    learner.dp = dp
     policy = PPOPolicy(net, act_space, device)
     prep = env_boundary(net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
     obs_shape, obs_dtype = stored_spec(net.encoder, view.space)
