@@ -8,8 +8,10 @@ import csv
 import json
 import struct
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +45,8 @@ def _records(path: Path) -> Iterator[bytes]:
             pos += left
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if pos + 7 + length > len(data):  # a record still being written
+            return
         chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 1:
@@ -55,16 +59,10 @@ def _records(path: Path) -> Iterator[bytes]:
             yield parts + chunk
 
 
-def test_wandb_offline_logs_tensorboard_scalars_config_and_curve(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    run = drlzero.train("cartpole-dqn", out=tmp_path / "run", overrides=[*TINY, "train.wandb=true"])
-    (file,) = (run.run_dir / "wandb").glob("offline-run-*/run-*.wandb")
-    history: list[dict[str, object]] = []
-    config: dict[str, object] = {}
+def _read(file: Path, pb: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The history rows and the config in a ``.wandb`` file."""
+    history: list[dict[str, Any]] = []
+    config: dict[str, Any] = {}
     for raw in _records(file):
         rec = pb.Record()
         rec.ParseFromString(raw)
@@ -76,6 +74,23 @@ def test_wandb_offline_logs_tensorboard_scalars_config_and_curve(
             )
         elif kind == "run":  # the run record carries the config given to wandb.init
             config.update({i.key: json.loads(i.value_json) for i in rec.run.config.update})
+    return history, config
+
+
+def test_wandb_offline_logs_tensorboard_scalars_config_and_curve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    run = drlzero.train("cartpole-dqn", out=tmp_path / "run", overrides=[*TINY, "train.wandb=true"])
+    (file,) = (run.run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    # wandb-core's writer process may append the last records a moment after finish() returns
+    for _ in range(40):
+        history, config = _read(file, pb)
+        if any(h.get("media/learning_curve/_type") == "image-file" for h in history):
+            break
+        time.sleep(0.25)
     assert config["algo"] == "dqn" and config["train"]["total_steps"] == 400
     with (run.run_dir / "metrics.csv").open() as fh:
         rows = list(csv.DictReader(fh))
