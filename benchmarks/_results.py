@@ -57,6 +57,7 @@ _OPTIONAL = {
     "minatar": "MinAtar",
     "ale_py": "ale-py",
     "mujoco": "mujoco",
+    "optuna": "optuna",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 

@@ -54,7 +54,9 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
 
-    halve(copy("cfg_cut") / "config.yaml")  # mid-line: not YAML
+    # cut inside a key, halfway down (a cut at a fixed byte may land on a valid YAML prefix)
+    text = (copy("cfg_cut") / "config.yaml").read_text()
+    (bad / "cfg_cut" / "config.yaml").write_text(text[: text.index("\n", len(text) // 2) + 5])
     lines = (copy("cfg_lines") / "config.yaml").read_text().splitlines(True)
     (bad / "cfg_lines" / "config.yaml").write_text("".join(lines[: len(lines) // 2]))  # valid
     (copy("cfg_empty") / "config.yaml").write_text("")
@@ -280,7 +282,10 @@ CASES: list[tuple[str, str]] = [
         "one non-negative weight per objective",
     ),
     ("pretrain --data {tmp}/no-such-data --out {tmp}/m", "does not exist"),
-    ("pretrain --data {cp} --out {tmp}/m", "has no readable manifest.json"),
+    (
+        "pretrain --data {cp} --out {tmp}/m",
+        "has no manifest.json: not a drlzero trajectory dataset",
+    ),
     # sweep (all refused before Ray starts)
     ("sweep cartpole-dqn --seeds x", "must be comma-separated integers"),
     ("sweep cartpole-dqn --seeds 1,1", "must list distinct integers >= 0"),

@@ -24,6 +24,7 @@ from drlzero.train.checkpoint import load_checkpoint, load_module
 from drlzero.train.evaluate import evaluate_policy
 from drlzero.train.run import (
     REPORT_SEED_OFFSET,
+    EvalCallback,
     TrainResult,
     json_safe,
     new_run_dir,
@@ -33,6 +34,7 @@ from drlzero.train.run import (
 
 if TYPE_CHECKING:
     from drlzero.train.distill import DistillResult
+    from drlzero.tune import TuneResult
 
 
 def train(
@@ -43,6 +45,7 @@ def train(
     overrides: list[str] | None = None,
     total_steps: int | None = None,
     ray_address: str | None = None,
+    on_eval: EvalCallback | None = None,
 ) -> TrainResult:
     """Train an agent and write its run directory.
 
@@ -57,6 +60,8 @@ def train(
             only the keys of :data:`RESUME_KEYS` (how the run is shown and where it computes).
         total_steps: the step budget; with ``resume``, a new (larger) budget.
         ray_address: with ``distributed.mode=apex``, the Ray cluster to join (None: a local Ray).
+        on_eval: called with (env step, evaluation) after each periodic evaluation (e.g. a
+            tuner's pruning, which raises to stop the trial); not with ``distributed.mode=apex``.
 
     Example:
         >>> result = train("cartpole-dqn", overrides=["train.total_steps=2000"])  # doctest: +SKIP
@@ -76,7 +81,7 @@ def train(
             set_key(cfg, key, value)
         cfg.validate()
         _check_distributed(cfg, ray_address)
-        return _run(cfg, run_dir, resume=True, ray_address=ray_address)
+        return _run(cfg, run_dir, resume=True, ray_address=ray_address, on_eval=on_eval)
     cfg = config if isinstance(config, Config) else load_config(config, overrides=overrides)
     if total_steps is not None:
         cfg.train.total_steps = total_steps
@@ -85,7 +90,7 @@ def train(
     fresh = out is None or not Path(out).exists()
     run_dir = new_run_dir(cfg, out)
     try:
-        return _run(cfg, run_dir, resume=False, ray_address=ray_address)
+        return _run(cfg, run_dir, resume=False, ray_address=ray_address, on_eval=on_eval)
     except UserError:
         # A refused run (e.g. an env that does not fit the algorithm) leaves no folder behind,
         # if this call made it and no checkpoint was written.
@@ -145,29 +150,52 @@ def _check_resume_preset(config: Config | str | Path, cfg: Config, run_dir: Path
         )
 
 
-def _run(cfg: Config, run_dir: Path, *, resume: bool, ray_address: str | None) -> TrainResult:
+def _run(
+    cfg: Config,
+    run_dir: Path,
+    *,
+    resume: bool,
+    ray_address: str | None,
+    on_eval: EvalCallback | None = None,
+) -> TrainResult:
     if cfg.distributed.mode == "apex":  # Ape-X on Ray
+        if on_eval is not None:
+            raise UserError("an evaluation callback (tuning) needs distributed.mode=none")
         from drlzero.distributed.apex import train_apex
 
         return train_apex(cfg, run_dir, resume=resume, ray_address=ray_address)
+    if cfg.train.devices > 1 or cfg.train.precision != "32-true":  # Lightning Fabric
+        if on_eval is not None:
+            raise UserError("an evaluation callback (tuning) needs train.devices=1")
+        from drlzero.train.parallel import train_parallel
+
+        return train_parallel(cfg, run_dir, resume=resume)
     if cfg.algo in TABULAR_ALGOS:
         from drlzero.train.tabular import train_tabular
 
-        return train_tabular(cfg, run_dir, resume=resume)
+        return train_tabular(cfg, run_dir, resume=resume, on_eval=on_eval)
     if cfg.algo == "ppo":
         from drlzero.train.onpolicy import train_ppo
 
-        return train_ppo(cfg, run_dir, resume=resume)
+        return train_ppo(cfg, run_dir, resume=resume, on_eval=on_eval)
     if cfg.algo == "sac":
         from drlzero.train.sac_loop import train_sac
 
-        return train_sac(cfg, run_dir, resume=resume)
+        return train_sac(cfg, run_dir, resume=resume, on_eval=on_eval)
     from drlzero.train.loop import train_dqn
 
-    return train_dqn(cfg, run_dir, resume=resume)
+    return train_dqn(cfg, run_dir, resume=resume, on_eval=on_eval)
 
 
 def _check_distributed(cfg: Config, ray_address: str | None) -> None:
+    if cfg.train.wandb:
+        from drlzero.train.tracking import require_wandb
+
+        require_wandb()  # one line before the run directory is created
+    if cfg.train.devices > 1 or cfg.train.precision != "32-true":
+        from drlzero.train.parallel import require_fabric
+
+        require_fabric()
     if ray_address is not None and cfg.distributed.mode == "none":
         raise UserError("--ray-address needs a distributed run (--distributed apex)")
     if cfg.distributed.mode != "none":
@@ -536,6 +564,43 @@ def pretrain(data: str | Path, out: str | Path, **settings: Any) -> dict[str, An
         if fresh:  # made here: leave nothing behind (an empty folder would be all it is)
             shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def tune(
+    preset: Config | str | Path,
+    space: list[str],
+    *,
+    trials: int,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    overrides: list[str] | None = None,
+    total_steps: int | None = None,
+    sampler_seed: int = 0,
+    pruner: Any = "median",
+    study_name: str | None = None,
+) -> TuneResult:
+    """Hyperparameter search with Optuna (``drlzero[tune]``): TPE over ``space``, pruning on
+    the periodic greedy evaluations, every trial a run directory under ``out``, a resumable
+    SQLite study and ``best.yaml``; see :mod:`drlzero.tune`.
+
+    Example:
+        >>> r = tune("cartpole-dqn", ["dqn.lr=1e-4:1e-2:log"], trials=8)  # doctest: +SKIP
+        >>> train(str(r.best_config))  # doctest: +SKIP
+    """
+    from drlzero.tune import tune as _tune
+
+    return _tune(
+        preset,
+        space,
+        trials=trials,
+        out=out,
+        storage=storage,
+        overrides=overrides,
+        total_steps=total_steps,
+        sampler_seed=sampler_seed,
+        pruner=pruner,
+        study_name=study_name,
+    )
 
 
 def summary_of(result: TrainResult) -> dict[str, Any]:

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="sweep directory (default runs/sweep-NAME-TIME)")
     s.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray)")
 
+    _add_tune_parser(sub)
+
     e = sub.add_parser("eval", help="evaluate a trained run greedily, or a baseline controller")
     e.add_argument("run_dir", nargs="?", help="run directory (not with --baseline)")
     e.add_argument(
@@ -116,6 +118,71 @@ def build_parser() -> argparse.ArgumentParser:
     _add_collect_distill(sub)
     _add_pretrain_parser(sub)
     return p
+
+
+def _add_tune_parser(sub: argparse._SubParsersAction) -> None:
+    u = sub.add_parser(
+        "tune",
+        help="hyperparameter search with Optuna (TPE + pruning; drlzero[tune])",
+        description="Every trial is a normal run directory under --out; the study lives in "
+        "--out/study.db (run the same command again to continue it); the best config is "
+        "written to --out/best.yaml ('drlzero train OUT/best.yaml').",
+    )
+    u.add_argument("preset", help="preset name or YAML file (the settings not searched)")
+    u.add_argument("overrides", nargs="*", help="section.key=value overrides for every trial")
+    u.add_argument("--trials", type=int, required=True, help="finished trials the study holds")
+    u.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="KEY=LOW:HIGH[:log]|KEY=A,B",
+        help="a searched key: a range (integers for an int key; :log for log-uniform) or "
+        "choices; repeat for more keys",
+    )
+    u.add_argument("--total-steps", type=int, help="env steps per trial (train.total_steps)")
+    u.add_argument("--seed", type=int, help="training seed of every trial (train.seed)")
+    u.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
+    u.add_argument(
+        "--pruner",
+        default="median",
+        choices=["median", "halving", "none"],
+        help="stop lagging trials on their periodic evaluations (default median)",
+    )
+    u.add_argument("--out", help="study directory (default runs/tune-NAME-TIME)")
+    u.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db)")
+    u.add_argument("--study-name", help="study name in the storage (default: the config name)")
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from drlzero.api import tune
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    result = tune(
+        args.preset,
+        args.space,
+        trials=args.trials,
+        out=args.out,
+        storage=args.storage,
+        overrides=overrides,
+        total_steps=args.total_steps,
+        sampler_seed=args.sampler_seed,
+        pruner=args.pruner,
+        study_name=args.study_name,
+    )
+    summary = {
+        "study_dir": str(result.study_dir),
+        "best_value": result.best_value,
+        "best_params": result.best_params,
+        "best_trial": result.best_trial,
+        "best_config": str(result.best_config),
+        "trials": result.trials,
+        "pruned": result.pruned,
+        "new_trials": result.new_trials,
+    }
+    print(json.dumps(summary))
+    return 0
 
 
 def _add_collect_distill(sub: argparse._SubParsersAction) -> None:
@@ -491,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # key=value overrides may come anywhere after the preset, also after options.
     args, extra = parser.parse_known_args(argv)
-    takes_overrides = args.command in ("train", "sweep")
+    takes_overrides = args.command in ("train", "sweep", "tune")
     stray = [x for x in extra if not takes_overrides or x.startswith("-") or "=" not in x]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
@@ -500,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": _train, "sweep": _sweep, "eval": _eval, "record": _record, "list": _list}
     handlers.update({"collect": _collect, "distill": _distill, "pretrain": _pretrain})
     handlers["report"] = _report
+    handlers["tune"] = _tune
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         return handlers[args.command](args)

@@ -235,6 +235,21 @@ class TrainConfig:
     save_buffer: bool = _f(True, "include the replay buffer in checkpoints (exact resume)")
     progress: bool = _f(True, "show a live progress bar")
     tensorboard: bool = _f(True, "write TensorBoard events")
+    wandb: bool = _f(
+        False,
+        "mirror the TensorBoard scalars, the config and the run's media to Weights & Biases "
+        "(drlzero[track]; offline unless WANDB_MODE or WANDB_API_KEY says otherwise)",
+    )
+    wandb_project: str = _f("drlzero", "Weights & Biases project (train.wandb=true)")
+    devices: int = _f(
+        1,
+        "processes the DQN/PPO learner runs data-parallel on (Lightning Fabric, drlzero[fabric]):"
+        " each takes 1/N of every minibatch, gradients are averaged; collection is replicated",
+    )
+    strategy: str = _f("ddp_spawn", "Fabric launch with devices > 1: ddp_spawn | ddp_fork")
+    precision: str = _f(
+        "32-true", "Fabric precision of the learner's forward: 32-true | bf16-mixed (autocast)"
+    )
     compile: bool = _f(
         False,
         "torch.compile the DQN loss and the acting forward (eager fallback; ~20 s first); "
@@ -402,6 +417,7 @@ class Config:
             if getattr(t, key) < 0:
                 raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 0")
         self._validate_distributed()
+        self._validate_parallel()
         self._validate_ppo()
         self._validate_sac()
         return self
@@ -438,6 +454,37 @@ class Config:
         _positive("sac.policy_frequency", s.policy_frequency)
         if s.learning_starts < 0:
             raise ConfigError(f"sac.learning_starts={s.learning_starts} must be >= 0")
+
+    def _validate_parallel(self) -> None:
+        t = self.train
+        _positive("train.devices", t.devices)
+        _choice("train.strategy", t.strategy, ("ddp_spawn", "ddp_fork"))
+        _choice("train.precision", t.precision, ("32-true", "bf16-mixed"))
+        if t.devices == 1 and t.precision == "32-true":
+            return  # the plain single-process path
+        what = f"train.devices={t.devices} train.precision={t.precision}"
+        if self.algo not in ("dqn", "ppo") or self.distributed.mode != "none":
+            raise ConfigError(f"{what} runs algo=dqn or ppo in one run; use the defaults here")
+        if self.algo == "dqn":
+            d = self.dqn
+            if d.n_step > 1 or d.prioritized or d.distributional != "none" or d.noisy:
+                raise ConfigError(f"{what} runs plain (Double/Dueling) DQN; drop the Rainbow keys")
+            if t.fast_path or t.compile:
+                raise ConfigError(
+                    f"{what} runs the plain learner; add train.fast_path=false train.compile=false"
+                )
+            if d.batch_size % t.devices:
+                raise ConfigError(
+                    f"dqn.batch_size={d.batch_size} must be a multiple of train.devices={t.devices}"
+                )
+        else:
+            p = self.ppo
+            minibatch = p.n_steps * self.env.num_envs // p.num_minibatches
+            if minibatch % t.devices:
+                raise ConfigError(
+                    f"the PPO minibatch ({minibatch}) must be a multiple of "
+                    f"train.devices={t.devices}; change ppo.num_minibatches or ppo.n_steps"
+                )
 
     def _validate_distributed(self) -> None:
         x = self.distributed

@@ -8,6 +8,7 @@ the record: prioritized replay's importance weights are ``batch.weights``, not a
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol, TypeVar, runtime_checkable
 
 import torch
@@ -17,6 +18,32 @@ from drlzero.config import DQNConfig
 from drlzero.replay.storage import Batch
 
 BatchT_contra = TypeVar("BatchT_contra", contravariant=True)
+
+
+class DataParallel(Protocol):
+    """The learner's side of data-parallel learning (``drlzero.train.parallel``).
+
+    Every process holds the same minibatch; it computes the loss on its own rows
+    (:meth:`take`), and the gradients are averaged over the processes (:meth:`mean_grads`)
+    before clipping and the optimizer step. With equal shares, the average of the per-process
+    gradients of the mean loss is the gradient of the mean loss over the whole minibatch.
+    """
+
+    def take(self, x: torch.Tensor) -> torch.Tensor:
+        """This process's contiguous share of the rows of ``x``."""
+        ...
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """The forward's precision context (bf16-mixed: autocast)."""
+        ...
+
+    def mean_grads(self, params: list[torch.Tensor]) -> None:
+        """Replace each ``p.grad`` by its mean over the processes."""
+        ...
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of ``x`` over the processes."""
+        ...
 
 
 @runtime_checkable
@@ -78,6 +105,8 @@ class QLearner:
         self.q_net = q_net
         self.target_net = target_net
         self.cfg = cfg
+        #: Data-parallel learning (None: this process learns on the whole minibatch).
+        self.dp: DataParallel | None = None
         online_ids = {id(t) for t in [*q_net.parameters(), *q_net.buffers()]}
         for p in target_net.parameters():
             if id(p) not in online_ids:

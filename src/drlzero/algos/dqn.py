@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drlzero.algos.base import QLearner
+from drlzero.algos.base import DataParallel, QLearner
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import build_encoder
 from drlzero.errors import ConfigError
@@ -239,6 +239,8 @@ class DQNLearner(QLearner):
                 "DQNLearner has no importance weights; prioritized replay learns "
                 "with RainbowLearner"
             )
+        if self.dp is not None:
+            return self._update_parallel(self.dp, batch)
         with torch.no_grad():
             next_q_target_BA = self.target_net(batch.next_obs)
             next_q_online_BA = self.q_net(batch.next_obs) if self.cfg.double else None
@@ -256,3 +258,28 @@ class DQNLearner(QLearner):
         self.clip_gradients()
         self.optimizer.step()
         return {"loss": loss.detach(), "q_mean": q_B.detach().mean()}
+
+    def _update_parallel(self, dp: DataParallel, batch: Batch) -> dict[str, torch.Tensor]:
+        """:meth:`update` on this process's rows, the gradients averaged over the processes
+        before clipping; the statistics are means over the processes too."""
+        batch = Batch(*(None if x is None else dp.take(x) for x in batch))
+        with torch.no_grad(), dp.autocast():
+            next_q_target_BA = self.target_net(batch.next_obs).float()
+            next_q_online_BA = self.q_net(batch.next_obs).float() if self.cfg.double else None
+            y_B = td_targets(
+                batch.rewards,
+                batch.terminated,
+                next_q_target_BA,
+                self.cfg.gamma,
+                next_q_online_BA,
+                batch.next_mask,
+            )
+        with dp.autocast():
+            loss, q_B = self.td_loss(batch.obs, batch.actions, y_B)
+        self.optimizer.zero_grad()
+        loss.float().backward()
+        dp.mean_grads(self.params)
+        self.clip_gradients()
+        self.optimizer.step()
+        stats = dp.mean(torch.stack([loss.detach().float(), q_B.detach().float().mean()]))
+        return {"loss": stats[0], "q_mean": stats[1]}

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
+from drlzero.algos.base import DataParallel
 from drlzero.config import Config, PPOConfig
 from drlzero.encoders import build_encoder
 from drlzero.encoders.cnn import MinAtarCNN, NatureCNN
@@ -391,6 +392,8 @@ class PPOLearner:
         self.net = net
         self.cfg = cfg
         self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        #: Data-parallel learning (None: this process learns on the whole minibatch).
+        self.dp: DataParallel | None = None
 
     def set_lr(self, lr: float) -> None:
         for g in self.optimizer.param_groups:
@@ -401,6 +404,8 @@ class PPOLearner:
         shuffle per epoch). Returns the last epoch's mean loss terms and the ``epochs`` run
         (fewer than ``n_epochs`` when ``target_kl`` stops the update early)."""
         c = self.cfg
+        if self.dp is not None:
+            return self._update_parallel(self.dp, sample_epoch)
         means: dict[str, float] = {}
         epochs = 0
         for _ in range(c.n_epochs):
@@ -429,6 +434,57 @@ class PPOLearner:
                 self.optimizer.step()
                 for k, v in terms._asdict().items():
                     means[k] += float(v.detach()) / len(batches)
+            epochs += 1
+            if c.target_kl is not None and means["approx_kl"] > c.target_kl:
+                break
+        return {**means, "epochs": float(epochs)}
+
+    def _update_parallel(
+        self, dp: DataParallel, sample_epoch: Callable[[], list[Minibatch]]
+    ) -> dict[str, float]:
+        """:meth:`update` with each minibatch split over the processes: advantages are
+        standardised over the whole minibatch first (as on one process), each process takes
+        its rows, gradients are averaged before clipping, and the loss terms (so ``approx_kl``
+        and the ``target_kl`` stop) are means over the processes, the same on every one."""
+        c = self.cfg
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        means: dict[str, float] = {}
+        epochs = 0
+        for _ in range(c.n_epochs):
+            batches = sample_epoch()
+            means = dict.fromkeys(LossTerms._fields, 0.0)
+            for mb in batches:
+                adv = mb.advantages
+                if c.norm_adv and adv.numel() > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                mb = Minibatch(
+                    *(None if x is None else dp.take(x) for x in mb._replace(advantages=adv))
+                )
+                with dp.autocast():
+                    dist, value = self.net(mb.obs, mb.masks)
+                    terms = ppo_loss(
+                        dist.log_prob(mb.actions),
+                        mb.logp,
+                        mb.advantages,
+                        value.float(),
+                        mb.values,
+                        mb.returns,
+                        dist.entropy(),
+                        clip_coef=c.clip_coef,
+                        clip_vloss=c.clip_vloss,
+                        ent_coef=c.ent_coef,
+                        vf_coef=c.vf_coef,
+                        norm_adv=False,  # done above, over the whole minibatch
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                terms.loss.float().backward()
+                dp.mean_grads(params)
+                if c.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+                mean_terms = dp.mean(torch.stack([v.detach().float() for v in terms]))
+                for k, v in zip(LossTerms._fields, mean_terms.tolist(), strict=True):
+                    means[k] += v / len(batches)
             epochs += 1
             if c.target_kl is not None and means["approx_kl"] > c.target_kl:
                 break

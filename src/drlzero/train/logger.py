@@ -8,7 +8,10 @@ import math
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from drlzero.train.tracking import Tracker
 
 METRIC_COLUMNS = [
     "step",
@@ -61,6 +64,8 @@ class RunLogger:
         progress: show a live progress bar (rich).
         resume_step: when resuming, rows after this step are dropped and appending continues.
         window: episodes in the rolling training-return mean.
+        trackers: receive every TensorBoard scalar too (``drlzero.train.tracking``); each is
+            finished by :meth:`close`.
     """
 
     def __init__(
@@ -73,8 +78,10 @@ class RunLogger:
         resume_step: int | None = None,
         window: int = 20,
         elapsed: float = 0.0,
+        trackers: list[Tracker] | None = None,
     ) -> None:
         self.run_dir = run_dir
+        self.trackers = list(trackers or [])
         self.total_steps = total_steps
         self.recent_returns: deque[float] = deque(maxlen=window)
         self.recent_lengths: deque[float] = deque(maxlen=window)
@@ -138,6 +145,8 @@ class RunLogger:
         if self.tb is not None:
             self.tb.add_scalar("rollout/episode_return", ret, step)
             self.tb.add_scalar("rollout/episode_length", length, step)
+        for tracker in self.trackers:
+            tracker.log(step, {"rollout/episode_return": ret, "rollout/episode_length": length})
 
     def log(
         self, step: int, scalars: dict[str, float], evaluation: dict[str, float] | None = None
@@ -170,10 +179,17 @@ class RunLogger:
         )
         self._m_file.flush()
         self._e_file.flush()
-        if self.tb is not None:
-            for k, v in row.items():
-                if k not in ("step",) and isinstance(v, (int, float)) and not math.isnan(v):
-                    self.tb.add_scalar(f"train/{k}", v, step)
+        if self.tb is not None or self.trackers:
+            named = {
+                f"train/{k}": v
+                for k, v in row.items()
+                if k not in ("step",) and isinstance(v, (int, float)) and not math.isnan(v)
+            }
+            if self.tb is not None:
+                for k, v in named.items():
+                    self.tb.add_scalar(k, v, step)
+            for tracker in self.trackers:
+                tracker.log(step, named)
         self.progress(step, row)
         return row
 
@@ -202,3 +218,6 @@ class RunLogger:
             self.tb.close()
         self._m_file.close()
         self._e_file.close()
+        trackers, self.trackers = self.trackers, []
+        for tracker in trackers:
+            tracker.finish(self.run_dir)

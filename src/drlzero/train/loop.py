@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from drlzero.accel import accelerate
-from drlzero.algos.base import Learner, QLearner
+from drlzero.algos.base import DataParallel, Learner, QLearner
 from drlzero.algos.dqn import DQNLearner, build_q_network, compile_setting, uses_family
 from drlzero.algos.rainbow import RainbowLearner
 from drlzero.config import Config, DQNConfig
@@ -33,6 +33,7 @@ from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors
 from drlzero.train.evaluate import Evaluator
 from drlzero.train.run import (
     EVAL_SEED_OFFSET,
+    EvalCallback,
     Run,
     TrainResult,
     open_envs,
@@ -61,8 +62,16 @@ def _learn(learner: QLearner, buffer: Replay, d: DQNConfig, step: int) -> dict[s
     return stats
 
 
-def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResult:
-    """Train DQN as ``cfg`` says, writing everything into ``run_dir``."""
+def train_dqn(
+    cfg: Config,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    on_eval: EvalCallback | None = None,
+    dp: DataParallel | None = None,
+) -> TrainResult:
+    """Train DQN as ``cfg`` says, writing everything into ``run_dir`` (``dp``: this process's
+    part of data-parallel learning, see ``drlzero.train.parallel``)."""
     t, d = cfg.train, cfg.dqn
     device, envs = open_envs(cfg)
     E = envs.num_envs
@@ -78,6 +87,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         RainbowLearner if uses_family(d) else DQNLearner, on=t.fast_path
     )
     learner = learner_cls(q_net, target_net, d, groups, compile=mode)
+    learner.dp = dp
     prep = env_boundary(q_net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
     explorer = build_explorer(cfg.exploration, int(act_space.n), t.total_steps)
     policy = policy_cls(q_net, explorer, device, compile=mode)
@@ -120,6 +130,7 @@ def train_dqn(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         run_dir,
         kind="dqn",
         resume=resume,
+        on_eval=on_eval,
         evaluate=evaluate,
         state=state,
         title=f"{cfg.name}: DQN on {cfg.env.id}",

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from drlzero.accel import accelerate_ppo
+from drlzero.algos.base import DataParallel
 from drlzero.algos.ppo import PPOLearner, build_actor_critic
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
@@ -38,22 +39,32 @@ from drlzero.masks import MaskSource
 from drlzero.rollout import ObsNormalizer, RewardScaler, RolloutBuffer
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.run import EVAL_SEED_OFFSET, Run, TrainResult, open_envs
+from drlzero.train.run import EVAL_SEED_OFFSET, EvalCallback, Run, TrainResult, open_envs
 
 
 def _num_actions(space: gym.Space) -> int | None:
     return int(space.n) if isinstance(space, gym.spaces.Discrete) else None
 
 
-def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResult:
-    """Train PPO as ``cfg`` says, writing everything into ``run_dir``."""
+def train_ppo(
+    cfg: Config,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    on_eval: EvalCallback | None = None,
+    dp: DataParallel | None = None,
+) -> TrainResult:
+    """Train PPO as ``cfg`` says, writing everything into ``run_dir`` (``dp``: this process's
+    part of data-parallel learning, see ``drlzero.train.parallel``)."""
     t, p = cfg.train, cfg.ppo
     device, envs = open_envs(cfg)
     E = envs.num_envs
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     net = build_actor_critic(cfg, obs_space, act_space).to(device)
-    learner_cls, policy_cls = accelerate_ppo(t.fast_path)
+    # the fast path's flat weights do not take the data-parallel gradient average: plain then
+    learner_cls, policy_cls = accelerate_ppo(t.fast_path and dp is None)
     learner = learner_cls(net, p)
+    learner.dp = dp
     policy = policy_cls(net, act_space, device)
     prep = env_boundary(net.encoder)  # e.g. frozen LM: tokens -> cached embeddings
     obs_shape, obs_dtype = stored_spec(net.encoder, obs_space)
@@ -134,6 +145,7 @@ def train_ppo(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         run_dir,
         kind="ppo",
         resume=resume,
+        on_eval=on_eval,
         evaluate=evaluate,
         state=state,
         title=f"{cfg.name}: PPO on {cfg.env.id}",

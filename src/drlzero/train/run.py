@@ -44,6 +44,7 @@ from drlzero.errors import CheckpointError, UserError
 from drlzero.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from drlzero.train.logger import RunLogger
 from drlzero.train.plots import plot_learning_curve
+from drlzero.train.tracking import make_trackers
 from drlzero.utils import pick_device, seed_everything
 
 #: Evaluates the current policy (greedy or deterministic episodes) -> ``mean_return`` etc.
@@ -52,6 +53,10 @@ EvalFn = Callable[[], dict[str, float]]
 StateFn = Callable[[str], tuple[dict[str, torch.Tensor], dict[str, Any]]]
 #: Scalars of a metrics row; called only when a row is written (so it may sync a GPU).
 ScalarsFn = Callable[[], dict[str, float]]
+#: Called after each periodic evaluation with (env step, evaluation); it may raise to stop the
+#: run (a tuner's pruning). The evaluation that ends the run (budget spent, solved, or the one
+#: :meth:`Run.finish` adds) is not passed to it: that one is the run's result.
+EvalCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass
@@ -231,6 +236,8 @@ class Run:
         num_envs: for a vector-env loop, its width E: :meth:`track` then keeps each env's
             running episode return and length (saved in ``last``, restored on resume).
         score: what ``best`` maximises, from an evaluation (default its ``mean_return``).
+        on_eval: called after each periodic evaluation but the last (see :data:`EvalCallback`),
+            once its metrics row is written; None (the default) changes nothing in the run.
     """
 
     def __init__(
@@ -247,8 +254,10 @@ class Run:
         closing: tuple[_Closeable, ...] | list[_Closeable] = (),
         num_envs: int | None = None,
         score: Callable[[dict[str, float]], float] | None = None,
+        on_eval: EvalCallback | None = None,
     ) -> None:
         t = cfg.train
+        self._on_eval = on_eval
         self.cfg = cfg
         self.run_dir = run_dir
         self.kind = kind
@@ -278,6 +287,7 @@ class Run:
             progress=t.progress,
             resume_step=self.step if resume else None,
             elapsed=elapsed,
+            trackers=make_trackers(cfg, run_dir, resume=resume),
         )
         for key, dq in (
             ("returns", self.logger.recent_returns),
@@ -366,6 +376,8 @@ class Run:
             self.logger.log(step, scalars(), self.evaluation)
             while self._next_log <= step:
                 self._next_log += t.log_freq
+            if self.evaluation is not None and self._on_eval is not None and not self.done:
+                self._on_eval(step, self.evaluation)
         elif step >= self._next_progress:
             self.logger.progress(step)
             self._next_progress = step + PROGRESS_EVERY
@@ -389,9 +401,9 @@ class Run:
             self.logger.log(self.step, scalars, final)
             self._keep_best(final)
         self.save("last")
-        self.close()
         write_eval_json(self.run_dir, {**final, "step": self.step, "checkpoint": "last"})
         plot_learning_curve(self.run_dir, title=self.title)
+        self.close()  # after the plot: a tracker logs it as the run's media
         return TrainResult(
             run_dir=self.run_dir,
             steps=self.step,

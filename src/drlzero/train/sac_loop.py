@@ -28,6 +28,7 @@ from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors
 from drlzero.train.evaluate import Evaluator
 from drlzero.train.run import (
     EVAL_SEED_OFFSET,
+    EvalCallback,
     Run,
     TrainResult,
     open_envs,
@@ -47,7 +48,9 @@ def _unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torc
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
-def train_sac(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResult:
+def train_sac(
+    cfg: Config, run_dir: Path, *, resume: bool = False, on_eval: EvalCallback | None = None
+) -> TrainResult:
     """Train SAC as ``cfg`` says, writing everything into ``run_dir``."""
     t, s = cfg.train, cfg.sac
     device, envs = open_envs(cfg)
@@ -113,6 +116,7 @@ def train_sac(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResul
         run_dir,
         kind="sac",
         resume=resume,
+        on_eval=on_eval,
         evaluate=evaluate,
         state=state,
         title=f"{cfg.name}: SAC on {cfg.env.id}",

@@ -21,7 +21,14 @@ from drlzero.envs.state import get_env_state, set_env_state
 from drlzero.errors import ConfigError
 from drlzero.exploration import build_explorer
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.run import EVAL_SEED_OFFSET, Run, TrainResult, rng_state, set_rng_state
+from drlzero.train.run import (
+    EVAL_SEED_OFFSET,
+    EvalCallback,
+    Run,
+    TrainResult,
+    rng_state,
+    set_rng_state,
+)
 from drlzero.utils import seed_everything
 
 
@@ -36,7 +43,9 @@ def _check_spaces(cfg: Config, env: gym.Env) -> tuple[int, int]:
     return int(env.observation_space.n), int(env.action_space.n)
 
 
-def train_tabular(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainResult:
+def train_tabular(
+    cfg: Config, run_dir: Path, *, resume: bool = False, on_eval: EvalCallback | None = None
+) -> TrainResult:
     """Train a tabular agent as ``cfg`` says, writing everything into ``run_dir``."""
     t, tc, algo = cfg.train, cfg.tabular, cfg.algo
     seed_everything(t.seed)
@@ -68,6 +77,7 @@ def train_tabular(cfg: Config, run_dir: Path, *, resume: bool = False) -> TrainR
         run_dir,
         kind="tabular",
         resume=resume,
+        on_eval=on_eval,
         evaluate=lambda: evaluator(policy.greedy),
         state=state,
         title=title,
