@@ -120,6 +120,7 @@ def test_two_gloo_processes_on_half_batches_equal_one_process_on_the_whole() -> 
     ("overrides", "words"),
     [
         (["train.devices=2"], "train.fast_path=false"),
+        (["algo=ppo", "train.devices=2"], "train.fast_path=false"),
         (["train.devices=2", "train.fast_path=false", "dqn.batch_size=63"], "multiple of"),
         (["train.devices=2", "train.fast_path=false", "dqn.prioritized=true"], "Rainbow"),
         (["train.devices=0"], "train.devices=0 must be > 0"),
@@ -168,3 +169,4 @@ def test_a_run_on_two_processes_follows_the_one_process_run(tmp_path: Path) -> N
     ]
     assert json.loads((two.run_dir / "eval.json").read_text())["step"] == 1500
     assert not (two.run_dir / ".ranks").exists()
+

@@ -478,6 +478,8 @@ class Config:
                     f"dqn.batch_size={d.batch_size} must be a multiple of train.devices={t.devices}"
                 )
         else:
+            if t.fast_path:  # its flat weights do not take the gradient average
+                raise ConfigError(f"{what} runs the plain learner; add train.fast_path=false")
             p = self.ppo
             minibatch = p.n_steps * self.env.num_envs // p.num_minibatches
             if minibatch % t.devices:

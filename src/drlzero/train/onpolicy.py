@@ -61,8 +61,7 @@ def train_ppo(
     E = envs.num_envs
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     net = build_actor_critic(cfg, obs_space, act_space).to(device)
-    # the fast path's flat weights do not take the data-parallel gradient average: plain then
-    learner_cls, policy_cls = accelerate_ppo(t.fast_path and dp is None)
+    learner_cls, policy_cls = accelerate_ppo(t.fast_path)  # data-parallel: plain (config)
     learner = learner_cls(net, p)
     learner.dp = dp
     policy = policy_cls(net, act_space, device)
