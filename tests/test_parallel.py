@@ -169,4 +169,3 @@ def test_a_run_on_two_processes_follows_the_one_process_run(tmp_path: Path) -> N
     ]
     assert json.loads((two.run_dir / "eval.json").read_text())["step"] == 1500
     assert not (two.run_dir / ".ranks").exists()
-
