@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("preset", nargs="?", help="preset name ('drlzero list') or YAML file")
     t.add_argument("overrides", nargs="*", help="section.key=value overrides")
     t.add_argument("--env", help="environment id (env.id)")
-    t.add_argument("--algo", help="dqn | ppo | sac | qlearning | sarsa | expected_sarsa")
+    t.add_argument(
+        "--algo", help="dqn | ppo | lmppo (LM policy) | sac | qlearning | sarsa | expected_sarsa"
+    )
     t.add_argument("--total-steps", type=int, help="env steps to train (train.total_steps)")
     t.add_argument("--seed", type=int, help="random seed (train.seed)")
     t.add_argument("--device", help="auto | cpu | cuda | mps (train.device)")
@@ -92,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--paraphrases",
         metavar="FILE",
         help="JSON mission template -> paraphrases; adds paraphrase_success_rate",
+    )
+    e.add_argument(
+        "--action-synonyms",
+        metavar="FILE",
+        help='LM-policy runs: JSON {"go forward": ["move ahead"]}; renames the actions to the '
+        "first synonym and adds synonym_success_rate",
+    )
+    e.add_argument(
+        "--zero-shot",
+        metavar="PRESET",
+        help="evaluate the untrained LM policy of an lmppo preset against the random policy",
     )
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -247,8 +260,22 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from drlzero.api import evaluate, evaluate_baseline
+    from drlzero.api import evaluate, evaluate_baseline, evaluate_zero_shot
 
+    if args.zero_shot is not None:
+        if args.run_dir is not None or args.baseline is not None:
+            raise UserError("--zero-shot PRESET takes no run directory and no --baseline")
+        result = evaluate_zero_shot(args.zero_shot, episodes=args.episodes, seed=args.seed)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(
+                f"{result['episodes']} episodes: zero-shot success "
+                f"{100 * result['zero_shot_success_rate']:.0f}% (sampled "
+                f"{100 * result['zero_shot_sampled_success_rate']:.0f}%), random "
+                f"{100 * result['random_success_rate']:.0f}%"
+            )
+        return 0
     if args.baseline is not None:
         if args.run_dir is not None or args.env is None:
             raise UserError("--baseline NAME needs --env ENV_ID (or a preset) and no run directory")
@@ -262,6 +289,7 @@ def _eval(args: argparse.Namespace) -> int:
             seed=args.seed,
             checkpoint=args.checkpoint,
             paraphrases=args.paraphrases,
+            action_synonyms=args.action_synonyms,
         )
     if args.json:
         print(json.dumps(result))
@@ -274,6 +302,16 @@ def _eval(args: argparse.Namespace) -> int:
             + (
                 f", paraphrased-mission success {100 * result['paraphrase_success_rate']:.0f}%"
                 if result.get("paraphrase_success_rate") is not None
+                else ""
+            )
+            + (
+                f", synonym-action success {100 * result['synonym_success_rate']:.0f}%"
+                if result.get("synonym_success_rate") is not None
+                else ""
+            )
+            + (
+                f", random {100 * result['random_success_rate']:.0f}%"
+                if result.get("random_success_rate") is not None
                 else ""
             )
         )

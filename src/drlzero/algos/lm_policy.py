@@ -112,7 +112,7 @@ def action_loglik(
         return loglik_BA, hidden_BH
     # The other tokens: one forward of B*A candidates (inputs c_0..c_{La-2}) on the cache,
     # repeated A times per prompt (row b*A + a is prompt b, action a).
-    cache = getattr(out, "past_key_values", None) or out.cache
+    cache = getattr(out, "cache", None) or out.past_key_values
     cache.batch_repeat_interleave(A)
     inputs_NL = actions_AL[:, :-1].repeat(B, 1)  # (B*A, La-1)
     start_N = prompt_len_B.repeat_interleave(A)
@@ -393,3 +393,124 @@ def count_params(net: nn.Module) -> tuple[int, int]:
     for p in net.parameters():
         seen[id(p)] = (p.numel(), p.requires_grad)
     return sum(n for n, g in seen.values() if g), sum(n for n, _ in seen.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Building it from a config, and the learner
+
+
+def build_lm_actor_critic(
+    cfg: Any, num_actions: int, device: torch.device
+) -> tuple[LMActorCritic, str]:
+    """The LM actor-critic of ``cfg.lm`` on ``device``; returns (net, base-model SHA-256).
+
+    On CUDA the LM may run under bf16 autocast and with gradient checkpointing (``lm.bf16``,
+    ``lm.grad_checkpointing``); on CPU it stays float32 and plain.
+    """
+    from drlzero.lmpolicy.model import load_causal_lm, model_sha256
+
+    c = cfg.lm
+    lm, tok, path = load_causal_lm(c.model_path, trust_remote_code=c.trust_remote_code)
+    lm.config.use_cache = True
+    lm = adapt_lm(
+        lm, c.mode, r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout, targets=c.lora_targets
+    )
+    cuda = device.type == "cuda"
+    if cuda and c.grad_checkpointing and c.mode != "frozen":
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    net = LMActorCritic(
+        lm,
+        tok,
+        c.actions,
+        num_actions=num_actions,
+        normalize=c.normalize,
+        critic=c.critic,
+        action_head=c.mode == "frozen",
+        header=c.header,
+        footer=c.footer,
+        autocast=cuda and c.bf16 and torch.cuda.is_bf16_supported(),
+    )
+    return net.to(device), model_sha256(str(path))
+
+
+class LMPPOLearner:
+    """PPO epochs for the LM policy, with gradient accumulation over micro-batches.
+
+    One optimizer step per minibatch: advantages are normalised over the whole minibatch, the
+    minibatch is split into micro-batches of ``micro_batch`` samples, and each micro-batch's loss
+    is weighted by its share of the minibatch before ``backward``, so the accumulated gradient
+    equals the gradient of the minibatch loss. The critic has its own learning rate.
+
+    Args:
+        net: the LM actor-critic.
+        ppo: the ``ppo`` section (clip, coefficients, epochs, lr, ...).
+        micro_batch: samples per forward/backward.
+        value_lr: the critic's learning rate (None: ``ppo.lr``).
+    """
+
+    def __init__(
+        self, net: LMActorCritic, ppo: Any, *, micro_batch: int, value_lr: float | None
+    ) -> None:
+        from drlzero.algos.ppo import LossTerms
+
+        self.net, self.cfg, self.micro = net, ppo, int(micro_batch)
+        self._fields = LossTerms._fields
+        head_ids = {id(p) for p in net.head_parameters()}
+        policy = [p for p in net.parameters() if p.requires_grad and id(p) not in head_ids]
+        critic = [p for p in net.head_parameters() if p.requires_grad]
+        groups = [{"params": critic, "lr": value_lr or ppo.lr}]
+        if policy:
+            groups.insert(0, {"params": policy, "lr": ppo.lr})
+        self.base_lrs = [g["lr"] for g in groups]
+        self.params = policy + critic
+        self.optimizer = torch.optim.Adam(groups, eps=ppo.adam_eps)
+
+    def set_lr(self, frac: float) -> None:
+        """Scale every group's learning rate by ``frac`` (the annealing schedule)."""
+        for g, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            g["lr"] = lr * frac
+
+    def update(self, sample_epoch: Any) -> dict[str, float]:
+        from drlzero.algos.ppo import ppo_loss
+
+        c = self.cfg
+        means: dict[str, float] = {}
+        epochs = 0
+        for _ in range(c.n_epochs):
+            batches = sample_epoch()
+            means = dict.fromkeys(self._fields, 0.0)
+            for mb in batches:
+                n = mb.actions.shape[0]
+                adv = mb.advantages
+                if c.norm_adv and n > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                self.optimizer.zero_grad(set_to_none=True)
+                for i in range(0, n, self.micro):
+                    s = slice(i, i + self.micro)
+                    masks = None if mb.masks is None else mb.masks[s]
+                    dist, value = self.net(mb.obs[s], masks)
+                    terms = ppo_loss(
+                        dist.log_prob(mb.actions[s]),
+                        mb.logp[s],
+                        adv[s],
+                        value,
+                        mb.values[s],
+                        mb.returns[s],
+                        dist.entropy(),
+                        clip_coef=c.clip_coef,
+                        clip_vloss=c.clip_vloss,
+                        ent_coef=c.ent_coef,
+                        vf_coef=c.vf_coef,
+                        norm_adv=False,
+                    )
+                    share = mb.actions[s].shape[0] / n
+                    (terms.loss * share).backward()
+                    for k, v in terms._asdict().items():
+                        means[k] += float(v.detach()) * share / len(batches)
+                if c.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
+                self.optimizer.step()
+            epochs += 1
+            if c.target_kl is not None and means["approx_kl"] > c.target_kl:
+                break
+        return {**means, "epochs": float(epochs)}
