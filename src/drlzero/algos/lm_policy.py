@@ -269,7 +269,9 @@ class LMActorCritic(nn.Module):
         self.value_net: nn.Module | None = None
         if critic == "separate":
             self.value_net = nn.Embedding(int(lm.config.vocab_size), 64)
-            self.value_head = nn.Sequential(nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+            self.value_head = nn.Sequential(
+                nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1)
+            )
         elif critic != "shared":
             raise ConfigError(f"lm.critic={critic!r} is not one of: shared, separate")
         self.action_head: nn.Linear | None = None
@@ -301,12 +303,16 @@ class LMActorCritic(nn.Module):
                 c.action_len_A.to(dev),
             )
         hidden_BH = hidden_BH.float()
-        logits = normalized_scores(ll_BK, c.action_len_A.to(dev), c.n_words_A.to(dev), self.normalize)
+        logits = normalized_scores(
+            ll_BK, c.action_len_A.to(dev), c.n_words_A.to(dev), self.normalize
+        )
         if self.action_head is not None:
             logits = logits + self.action_head(hidden_BH)
         return logits, hidden_BH
 
-    def _value(self, obs_BL: torch.Tensor | np.ndarray, hidden_BH: torch.Tensor | None) -> torch.Tensor:
+    def _value(
+        self, obs_BL: torch.Tensor | np.ndarray, hidden_BH: torch.Tensor | None
+    ) -> torch.Tensor:
         if self.value_net is None:
             assert hidden_BH is not None
             return self.value_head(hidden_BH).squeeze(-1)
@@ -320,7 +326,7 @@ class LMActorCritic(nn.Module):
         """(B, num_actions) logits: unnamed actions and masked ones at -inf (probability 0)."""
         B, K = logits_BK.shape
         out = logits_BK
-        if K < self.num_actions:
+        if self.num_actions > K:
             pad = torch.full((B, self.num_actions - K), -torch.inf, device=out.device)
             out = torch.cat([out, pad], dim=1)
         return masked_logits(out, mask_BA)
@@ -361,7 +367,9 @@ class LMActorCritic(nn.Module):
         return [p for m in mods for p in m.parameters()]
 
 
-def adapt_lm(lm: nn.Module, mode: str, *, r: int, alpha: float, dropout: float, targets: Sequence[str]) -> nn.Module:
+def adapt_lm(
+    lm: nn.Module, mode: str, *, r: int, alpha: float, dropout: float, targets: Sequence[str]
+) -> nn.Module:
     """Prepare the LM for ``mode``: LoRA adapters (PEFT) on ``targets`` with the base frozen,
     every weight trainable (``full``), or all frozen (``frozen``)."""
     if mode not in MODES:
@@ -376,9 +384,10 @@ def adapt_lm(lm: nn.Module, mode: str, *, r: int, alpha: float, dropout: float, 
         present = {n.rsplit(".", 1)[-1] for n, _ in lm.named_modules()}
         missing = [t for t in targets if t not in present]
         if missing:
+            known = ", ".join(t for t in LLAMA_PROJECTIONS if t in present) or sorted(present)[:8]
             raise ConfigError(
                 f"lm.lora_targets {missing} are not modules of this model; known projections "
-                f"include {', '.join(t for t in LLAMA_PROJECTIONS if t in present) or sorted(present)[:8]}"
+                f"include {known}"
             )
         cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets))
         lm = inject_adapter_in_model(cfg, lm)

