@@ -244,6 +244,8 @@ def load_lm_policy(
     from drlzero.envs import make_env
     from drlzero.utils import pick_device
 
+    if cfg.train.threads is not None:  # as in training: one thread beats two busy ones here
+        torch.set_num_threads(cfg.train.threads)
     env = make_env(cfg.env)
     A = _check_spaces(cfg, env.observation_space, env.action_space)
     env.close()
