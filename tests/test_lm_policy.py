@@ -319,16 +319,19 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(
 
 @pytest.mark.learning
 def test_lm_policy_learns_the_left_right_task(tmp_path: Path, lm_dir: Path) -> None:
+    # Full fine-tuning of the tiny random LM; measured with evaluations every 256 steps:
+    # success 0.56, 0.44, 1.0, 1.0 (32 episodes each), so 1024 steps leave one eval of margin.
     cfg = load_config(
         overrides=_overrides(
             lm_dir,
             "train.total_steps=1024",
             "train.eval_freq=0",
             "train.eval_episodes=32",
-            "ppo.lr=0.003",
+            "ppo.lr=0.01",
             "ppo.n_epochs=4",
             "lm.value_lr=0.01",
             "ppo.ent_coef=0.0",
+            "lm.micro_batch=16",  # one forward per minibatch: the same gradient, fewer ops
         )
     )
     zero = drlzero.evaluate_zero_shot(cfg, episodes=32)
