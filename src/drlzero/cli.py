@@ -423,7 +423,8 @@ def preset_combination(cfg: Any) -> str:
         if cfg.distributed.mode != "none":
             algo += f" on {cfg.distributed.mode}"
     if algo == "lmppo":  # the LM is the policy, not an encoder
-        return f"lmppo ({cfg.lm.mode}, {cfg.lm.normalize}) on {cfg.env.id} ({cfg.lm.model_path} policy)"
+        lm = cfg.lm
+        return f"lmppo ({lm.mode}, {lm.normalize}) on {cfg.env.id} ({lm.model_path} policy)"
     encoder = (
         cfg.encoder.name if cfg.encoder.name != "pretrained" else f"pretrained/{cfg.encoder.mode}"
     )
