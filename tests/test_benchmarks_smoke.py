@@ -45,6 +45,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
     "lm_babyai_compare": ([], ["lm_babyai_compare"], (*LM, "minigrid")),
     "lm_cache_throughput": ([], ["lm_cache_throughput"], (*LM, "minigrid")),
     "lm_memory": ([], ["lm_memory"], LM),
+    "lm_policy": ([], ["lm_policy"], ("transformers", "peft", "minigrid")),
     "ppo_vs_sb3": ([], ["cartpole"], ()),
     "sac_vs_sb3": ([], ["sac_vs_sb3"], ()),
     "smarthome_shield": ([], ["steps300"], ()),

@@ -339,7 +339,7 @@ def test_action_mask_config_errors() -> None:
     with pytest.raises(ConfigError, match="obs:KEY"):
         cfg.validate()
     assert load_config(None, overrides=["env.action_mask=obs:m"]).env.action_mask == "obs:m"
-    with pytest.raises(ConfigError, match="algo=dqn or ppo in one process"):
+    with pytest.raises(ConfigError, match="algo=dqn, ppo or lmppo in one process"):
         load_config("taxi-sarsa", overrides=["env.action_mask=info"]).validate()
     with pytest.raises(ConfigError, match="needs a Dict observation with key 'mask'"):
         make_vec_env(EnvConfig(id="CartPole-v1", action_mask="obs:mask"))

@@ -6,7 +6,17 @@ Python API (each CLI command is one call):
     >>> drlzero.evaluate(result.run_dir, episodes=10)  # doctest: +SKIP
 """
 
-from drlzero.api import Agent, collect, distill, evaluate, load_agent, record, report, train
+from drlzero.api import (
+    Agent,
+    collect,
+    distill,
+    evaluate,
+    evaluate_zero_shot,
+    load_agent,
+    record,
+    report,
+    train,
+)
 from drlzero.config import (
     Config,
     DQNConfig,
@@ -38,6 +48,7 @@ __all__ = [
     "collect",
     "distill",
     "evaluate",
+    "evaluate_zero_shot",
     "load_agent",
     "load_config",
     "record",

