@@ -150,3 +150,24 @@ def test_dqn_update_with_the_speedups_matches_the_plain_update(ids_BL) -> None:
         grads.append(_grads(net))
     torch.testing.assert_close(losses[0], losses[1], atol=1e-6, rtol=1e-5)
     _assert_same_grads(grads[0], grads[1])
+
+
+def test_target_memo_follows_the_synced_weights(ids_BL) -> None:
+    torch.manual_seed(0)
+    enc = PretrainedEncoder((L,), mode="lora", lora_layers=1, features_dim=8)
+    q = QNetwork(enc, LinearHead(enc.features_dim, 3))
+    learner = DQNLearner(q, make_target(q), DQNConfig())
+    target = learner.target_net
+    with torch.no_grad():
+        before = target(ids_BL)
+        assert len(target.encoder.memo) == 4 and not q.encoder.memo  # online nets never memoise
+        torch.testing.assert_close(before, q(ids_BL), atol=1e-6, rtol=1e-5)
+        for name, p in q.encoder.backbone.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)  # the online adapters move; the target must not
+        assert torch.equal(target(ids_BL), before)
+    learner.sync_target(1.0)  # an in-place copy: the memo sees the new weights
+    with torch.no_grad():
+        after = target(ids_BL)
+        torch.testing.assert_close(after, q(ids_BL), atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(after, before)

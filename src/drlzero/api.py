@@ -285,18 +285,27 @@ def evaluate(
     checkpoint: str = "best",
     write: bool = True,
     paraphrases: str | Path | None = None,
+    held_out: bool = False,
 ) -> dict[str, Any]:
     """Greedy evaluation of a run's checkpoint; writes ``eval.json`` into the run directory.
 
     Args:
-        paraphrases: a JSON file mapping mission templates to paraphrase templates (see
-            :mod:`drlzero.paraphrase`); the same episodes are then evaluated again with the
-            missions rewritten (text envs with missions only, e.g. drlzero/BabyAIText-v0).
+        paraphrases: a JSON file mapping mission templates to paraphrase templates, whole
+            missions to rewrites, or single words to synonyms (see :mod:`drlzero.paraphrase`);
+            the same episodes are then evaluated again with the missions rewritten (text envs
+            with missions only, e.g. drlzero/BabyAIText-v0).
+        held_out: also evaluate on missions naming only the colour-object pairs the run held
+            out of training (``env.kwargs.held_out_pairs``).
 
     Returns:
         ``mean_return``, ``std_return``, ``mean_length``, ``success_rate`` (None when the env
         defines no success) and ``episodes``; with ``paraphrases`` also
-        ``paraphrase_success_rate`` and ``paraphrase_mean_return``.
+        ``paraphrase_success_rate`` and ``paraphrase_mean_return``; with ``held_out``
+        ``held_out_success_rate`` and ``held_out_mean_return``. With either split, the uniform
+        random policy on the same episodes (``random_success_rate``, ``random_mean_return``,
+        and ``SPLIT_random_success_rate``, ``SPLIT_random_mean_return`` per split) and the
+        split's retention above chance, ``SPLIT_retention`` = (split - random on the split) /
+        (original - random on the original), from success rates (None where undefined).
     """
     if episodes <= 0:
         raise UserError(f"--episodes {episodes} must be a positive number of episodes")
@@ -310,24 +319,61 @@ def evaluate(
     eval_seed = cfg.train.seed + REPORT_SEED_OFFSET if seed is None else seed
     masked = agent.masked  # greedy among the allowed actions, as in training
     result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked)
+    splits: dict[str, EnvConfig] = {}
+    if (paraphrases is not None or held_out) and cfg.env.id != "drlzero/BabyAIText-v0":
+        flag = "--paraphrases" if paraphrases is not None else "--held-out"
+        raise UserError(f"{flag} is for BabyAI missions; {cfg.env.id} is not drlzero/BabyAIText-v0")
     if paraphrases is not None:
-        import dataclasses
-
         from drlzero.paraphrase import load_paraphrases
 
-        if cfg.env.id != "drlzero/BabyAIText-v0":
-            raise UserError(
-                f"--paraphrases rewrites BabyAI missions; {cfg.env.id} is not drlzero/BabyAIText-v0"
-            )
         mapping = load_paraphrases(paraphrases)
-        env_cfg = dataclasses.replace(cfg.env, kwargs={**cfg.env.kwargs, "paraphrases": mapping})
-        para = evaluate_policy(agent.act, env_cfg, episodes, eval_seed, masked=masked)
-        result["paraphrase_success_rate"] = para["success_rate"]
-        result["paraphrase_mean_return"] = para["mean_return"]
+        splits["paraphrase"] = dataclasses.replace(
+            cfg.env, kwargs={**cfg.env.kwargs, "paraphrases": mapping}
+        )
+    if held_out:
+        if not cfg.env.kwargs.get("held_out_pairs"):
+            raise UserError(
+                "--held-out needs a run trained with env.kwargs.held_out_pairs, e.g. [[red, key]]"
+            )
+        splits["held_out"] = dataclasses.replace(
+            cfg.env, kwargs={**cfg.env.kwargs, "held_out_split": "test"}
+        )
+    if splits:
+        from drlzero.envs.baselines import RANDOM
+        from drlzero.envs.baselines import evaluate_baseline as _baseline
+
+        chance = _baseline(cfg.env, RANDOM, episodes, eval_seed)
+        result["random_success_rate"] = chance["success_rate"]
+        result["random_mean_return"] = chance["mean_return"]
+    for name, env_cfg in splits.items():
+        split = evaluate_policy(agent.act, env_cfg, episodes, eval_seed, masked=masked)
+        split_chance = _baseline(env_cfg, RANDOM, episodes, eval_seed)
+        result[f"{name}_success_rate"] = split["success_rate"]
+        result[f"{name}_mean_return"] = split["mean_return"]
+        result[f"{name}_random_success_rate"] = split_chance["success_rate"]
+        result[f"{name}_random_mean_return"] = split_chance["mean_return"]
+        result[f"{name}_retention"] = retention(
+            split["success_rate"],
+            split_chance["success_rate"],
+            result["success_rate"],
+            chance["success_rate"],
+        )
     out = json_safe(result)
     if write:
         write_eval_json(Path(run_dir), {**out, "checkpoint": agent.checkpoint})
     return out
+
+
+def retention(split: float, split_random: float, original: float, random: float) -> float | None:
+    """Success kept above chance on a split: (split - split_random) / (original - random).
+
+    1 = the split is as far above chance as the original missions, 0 = at chance. None when the
+    original is not above chance (nothing to keep) or a rate is undefined (NaN).
+    """
+    vals = (split, split_random, original, random)
+    if any(v is None or v != v for v in vals) or original - random <= 0:
+        return None
+    return (split - split_random) / (original - random)
 
 
 def evaluate_baseline(

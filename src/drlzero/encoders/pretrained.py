@@ -40,6 +40,11 @@ rounding; tests compare them with the plain path):
   (its real tokens, no padding), so a cached state does not depend on which batch first saw it
   and runs stay reproducible and exactly resumable.
 - padding trimmed to the longest real row of the batch.
+- target memo: a target network's backbone does not train (its copied adapters or layers are
+  ``requires_grad=False`` and change only when the learner syncs them), so its pooled states are
+  memoised per distinct row and recomputed only after its weights change (detected from the
+  tensors' in-place version counters, so a sync or a checkpoint load invalidates the memo). Each
+  row is computed alone, so a memoised value does not depend on the batch that first asked.
 
 Dropout inside the backbone is switched off: Q-learning regresses on its own targets and does not
 want a stochastic network. The backbone's own weights that never train (all of them when frozen,
@@ -84,6 +89,7 @@ __all__ = [
 ]
 
 MODES = ("frozen", "lora", "top_k", "full")
+_MEMO_ITEMS = 100_000  # distinct rows a target memo keeps ((H,) float32 each)
 POOLINGS = ("mean", "cls", "last")
 
 
@@ -301,6 +307,8 @@ class PretrainedEncoder(nn.Module):
         )
         self.embed_at_boundary = mode == "frozen" and cache
         self.cache = EmbeddingCache() if self.embed_at_boundary else None
+        self.memo: dict[bytes, torch.Tensor] = {}
+        self._memo_key: tuple[tuple[int, int], ...] | None = None
         use_lower = cache and self.frozen_lower > 0 and _input_embedding(self.backbone) is not None
         self.lower_cache = LowerCache() if use_lower else None
         self.proj = nn.Sequential(nn.Linear(self.hidden, self.features_dim), nn.ReLU())
@@ -353,11 +361,41 @@ class PretrainedEncoder(nn.Module):
     # -- forward ------------------------------------------------------------------------------
     def embed(self, ids_BL: torch.Tensor) -> torch.Tensor:
         """Pooled backbone states (B, H) of token ids padded with -1."""
+        if self.dedup and self._memo_valid():
+            return self._embed_memo(ids_BL)
         if self.dedup and len(ids_BL) > 1:
             uniq_UL, inverse_B = torch.unique(ids_BL, dim=0, return_inverse=True)
             if len(uniq_UL) < len(ids_BL):
                 return self._embed_rows(uniq_UL)[inverse_B]
         return self._embed_rows(ids_BL)
+
+    def _memo_valid(self) -> bool:
+        """Whether the memo applies (a backbone with trained weights none of which is trainable
+        here: a target network) and still matches the weights; resets it when they changed."""
+        if self.mode == "frozen":
+            return False
+        trained = [p for n, p in self.backbone.named_parameters() if n not in self.base_names]
+        if not trained or any(p.requires_grad for p in trained):
+            return False
+        key = tuple((p._version, p.data_ptr()) for p in trained)
+        if key != self._memo_key:
+            self.memo.clear()
+            self._memo_key = key
+        return True
+
+    def _embed_memo(self, ids_BL: torch.Tensor) -> torch.Tensor:
+        rows = ids_BL.cpu().numpy()
+        out: list[torch.Tensor] = []
+        for i, row in enumerate(rows):
+            key = row[row >= 0].tobytes()
+            state_H = self.memo.get(key)
+            if state_H is None:
+                with torch.no_grad():
+                    state_H = self._embed_rows(ids_BL[i : i + 1])[0]
+                if len(self.memo) < _MEMO_ITEMS:
+                    self.memo[key] = state_H
+            out.append(state_H)
+        return torch.stack(out)
 
     def _embed_rows(self, ids_BL: torch.Tensor) -> torch.Tensor:
         mask_BL = ids_BL >= 0
