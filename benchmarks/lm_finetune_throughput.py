@@ -60,8 +60,9 @@ def main() -> None:
     args = ap.parse_args()
     extra = ["train.log_freq=400", f"dqn.learning_starts={args.after}"]
     if args.smoke:
-        args.steps, args.after, args.rounds = 96, 64, 1
-        extra = ["dqn.learning_starts=64", "dqn.batch_size=8", "train.log_freq=16"]
+        args.steps, args.after, args.rounds = 48, 32, 1
+        args.only = "frozen,lora"
+        extra = ["dqn.learning_starts=32", "dqn.batch_size=8", "train.log_freq=8"]
     names = args.only.split(",")
     rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:

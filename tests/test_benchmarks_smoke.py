@@ -45,6 +45,8 @@ SCRIPTS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
     "lm_babyai_compare": ([], ["lm_babyai_compare"], (*LM, "minigrid")),
     "lm_cache_throughput": ([], ["lm_cache_throughput"], (*LM, "minigrid")),
     "lm_memory": ([], ["lm_memory"], LM),
+    "lm_finetune_throughput": ([], ["gotolocal"], (*LM, "minigrid")),
+    "lm_gotolocal_compare": (["--only", "frozen"], ["gotolocal_frozen"], (*LM, "minigrid")),
     "ppo_vs_sb3": ([], ["cartpole"], ()),
     "sac_vs_sb3": ([], ["sac_vs_sb3"], ()),
     "smarthome_shield": ([], ["steps300"], ()),
