@@ -55,10 +55,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4000, help="env steps per run")
     ap.add_argument("--after", type=int, default=2000, help="env step where timing starts")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--log-freq", type=int, default=200, help="env steps between timing rows")
     ap.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants")
     add_result_args(ap)
     args = ap.parse_args()
-    extra = ["train.log_freq=400", f"dqn.learning_starts={args.after}"]
+    extra = [f"train.log_freq={args.log_freq}", f"dqn.learning_starts={args.after}"]
     if args.smoke:
         args.steps, args.after, args.rounds = 48, 32, 1
         args.only = "frozen,lora"
