@@ -8,13 +8,21 @@ Target: LoRA at least 30% of frozen + cache's env steps/s on ``babyai-gotolocal-
 - ``lora_no_dedup``: the same without deduplication;
 - ``lora_plain``: LoRA in every layer, no cache, no dedup (the path before these speed-ups).
 
-Every variant runs through the real training loop; env steps/s is taken after
-``learning_starts`` (metrics.csv rows), when every vector step also trains. The machine is
-shared, so the variants run in interleaved rounds (frozen, lora, ..., then again) and the
-ratios come from each round's side-by-side runs; the JSON keeps every round.
+Two methods:
+
+- ``--method interleaved`` (default): the machine is shared and its load changes by the minute,
+  so whole training runs one after another do not compare. One process builds every variant's
+  Q-network, target and learner from its preset, fills one set of GoToLocal transitions (random
+  actions, 8 envs), and then times, variant after variant in many short interleaved rounds, what
+  one vector step of the training loop costs after ``learning_starts``: the env boundary on the
+  8 new observations, acting on them, and one DQN update on a 64-row minibatch (the same
+  minibatches for every variant). The 8-env step itself is timed in the same rounds. Env
+  steps/s = 8 / (t_env + t_variant); ratios are medians over rounds.
+- ``--method loop``: each variant through the real training loop, env steps/s from metrics.csv
+  after ``learning_starts`` (what a user sees, but exposed to the load of the moment).
 
 Usage:
-    nice -n 19 python benchmarks/lm_finetune_throughput.py [--steps 4000] [--rounds 2]
+    nice -n 19 python benchmarks/lm_finetune_throughput.py [--rounds 8] [--method loop]
 """
 
 from __future__ import annotations
@@ -50,6 +58,78 @@ def steps_per_second(run_dir: Path, after: int) -> float:
     return (float(last["step"]) - float(first["step"])) / dt
 
 
+def interleaved(names: list[str], rounds: int, steps: int, n_transitions: int) -> list[dict]:
+    """Per round: {variant: seconds per vector step, "env": seconds per 8-env step}."""
+    import numpy as np
+    import torch
+
+    from drlzero.algos.dqn import DQNLearner, build_q_network
+    from drlzero.buffers import Batch
+    from drlzero.encoders import env_boundary
+    from drlzero.encoders.pretrained import make_target, param_groups
+    from drlzero.envs import make_vec_env
+
+    torch.set_num_threads(1)
+    base = drlzero.load_config(VARIANTS[names[0]][0])
+    envs = make_vec_env(base.env)
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    rng = np.random.default_rng(0)
+    raw, _ = envs.reset(seed=0)
+    frames, actions, rewards, dones = [raw], [], [], []
+    while len(frames) * envs.num_envs < n_transitions:
+        a = rng.integers(act_space.n, size=envs.num_envs)
+        raw, r, term, _trunc, _ = envs.step(a)
+        frames.append(raw)
+        actions.append(a)
+        rewards.append(r)
+        dones.append(term)
+    nets = {}
+    for name in names:
+        preset, over = VARIANTS[name]
+        cfg = drlzero.load_config(preset, overrides=over)
+        torch.manual_seed(0)
+        q = build_q_network(cfg, obs_space, act_space)
+        groups = param_groups(q, cfg.dqn.lr, cfg.encoder.backbone_lr, cfg.encoder.warmup)
+        learner = DQNLearner(q, make_target(q), cfg.dqn, groups)
+        prep = env_boundary(q.encoder)
+        stored = np.concatenate([prep(f) for f in frames])  # every frame through the boundary
+        nets[name] = (q, learner, prep, stored, cfg.dqn.batch_size)
+    n_frames = len(frames) - 1
+    out: list[dict] = []
+    for _ in range(rounds):
+        idx_rng = np.random.default_rng(len(out))
+        picks = [idx_rng.integers(n_frames * envs.num_envs, size=64) for _ in range(steps)]
+        row: dict[str, float] = {}
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            envs.step(rng.integers(act_space.n, size=envs.num_envs))
+        row["env"] = (time.perf_counter() - t0) / steps
+        for name in names:
+            q, learner, prep, stored, bs = nets[name]
+            E = envs.num_envs
+            t0 = time.perf_counter()
+            for k, pick in enumerate(picks):
+                f = k % n_frames
+                obs = prep(frames[f + 1])  # the env boundary on the 8 new observations
+                with torch.no_grad():
+                    q(torch.from_numpy(obs)).argmax(1)  # acting
+                i = pick[:bs]
+                t_, e_ = i // E, i % E
+                batch = Batch(
+                    obs=torch.from_numpy(stored[i]),
+                    actions=torch.from_numpy(np.stack(actions)[t_ % n_frames, e_]).long(),
+                    rewards=torch.from_numpy(np.stack(rewards)[t_ % n_frames, e_]).float(),
+                    next_obs=torch.from_numpy(stored[np.minimum(i + E, len(stored) - 1)]),
+                    terminated=torch.from_numpy(np.stack(dones)[t_ % n_frames, e_]).float(),
+                )
+                learner.update(batch)
+            row[name] = (time.perf_counter() - t0) / steps
+        out.append(row)
+        print({k: round(v * 1000, 1) for k, v in row.items()}, "ms per vector step", flush=True)
+    envs.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=4000, help="env steps per run")
@@ -57,6 +137,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--log-freq", type=int, default=200, help="env steps between timing rows")
     ap.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants")
+    ap.add_argument("--method", default="interleaved", choices=["interleaved", "loop"])
+    ap.add_argument("--vector-steps", type=int, default=10, help="interleaved: per round")
+    ap.add_argument("--transitions", type=int, default=4096, help="interleaved: filled first")
     add_result_args(ap)
     args = ap.parse_args()
     extra = [f"train.log_freq={args.log_freq}", f"dqn.learning_starts={args.after}"]
@@ -66,8 +149,14 @@ def main() -> None:
         extra = ["dqn.learning_starts=32", "dqn.batch_size=8", "train.log_freq=8"]
     names = args.only.split(",")
     rounds: list[dict[str, float]] = []
+    if args.method == "interleaved":
+        if args.smoke:
+            args.vector_steps, args.transitions, args.rounds = 2, 64, 1
+        per_step = interleaved(names, args.rounds, args.vector_steps, args.transitions)
+        # env steps/s of the loop: 8 env steps per vector step
+        rounds = [{n: 8 / (r["env"] + r[n]) for n in names} for r in per_step]
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):
+        for r in range(args.rounds if args.method == "loop" else 0):
             row: dict[str, float] = {}
             for name in names:
                 preset, over = VARIANTS[name]
@@ -97,6 +186,9 @@ def main() -> None:
         rel = ratios.get(f"{n}_vs_frozen", 1.0 if n == "frozen" else float("nan"))
         print(f"| {n} | {median[n]:.1f} | {100 * rel:.0f}% |")
     payload = {
+        "method": args.method,
+        "seconds_per_vector_step": per_step if args.method == "interleaved" else None,
+        "vector_steps_per_round": args.vector_steps,
         "steps": args.steps,
         "timed_from_step": args.after,
         "overrides": extra,
