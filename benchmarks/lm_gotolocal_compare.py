@@ -15,6 +15,7 @@ Usage (one encoder per process, so they can run side by side):
 from __future__ import annotations
 
 import argparse
+import csv
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100, help="evaluation episodes per split")
     ap.add_argument("--eval-freq", type=int, default=4000)
     ap.add_argument("--runs", default="runs/lm_gotolocal", help="where the run directories go")
+    ap.add_argument("--run-dir", help="evaluate this run (stopped early) instead of training")
     add_result_args(ap)
     args = ap.parse_args()
     over = [
@@ -52,18 +54,27 @@ def main() -> None:
         over += ["dqn.learning_starts=32", "dqn.batch_size=8", "train.eval_freq=0"]
     preset = f"babyai-gotolocal-{args.only}"
     t0 = time.perf_counter()
-    cfg = drlzero.load_config(preset, overrides=over)
-    cfg.env.kwargs = {**cfg.env.kwargs, "held_out_pairs": HELD_OUT}
-    cfg.train.total_steps = args.steps
-    cfg = drlzero.load_config(preset, overrides=over)
-    cfg.env.kwargs = {**cfg.env.kwargs, "held_out_pairs": HELD_OUT}
-    out = Path(args.runs) / f"{args.only}-{args.steps}-{time.strftime('%H%M%S')}"
-    res = drlzero.train(cfg, out=out, total_steps=args.steps)
-    wall = time.perf_counter() - t0
+    if args.run_dir:  # evaluate a run stopped early (its best checkpoint), without training
+        run_dir = Path(args.run_dir)
+        rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+        args.steps = int(float(rows[-1]["step"]))
+        wall = float(rows[-1]["time_s"])
+        curve = [
+            {"step": int(float(r["step"])), "eval_success_rate": float(r["eval_success_rate"])}
+            for r in rows
+            if r.get("eval_success_rate")
+        ]
+    else:
+        cfg = drlzero.load_config(preset, overrides=over)
+        cfg.env.kwargs = {**cfg.env.kwargs, "held_out_pairs": HELD_OUT}
+        out = Path(args.runs) / f"{args.only}-{args.steps}-{time.strftime('%H%M%S')}"
+        res = drlzero.train(cfg, out=out, total_steps=args.steps)
+        wall = time.perf_counter() - t0
+        run_dir, curve = res.run_dir, res.eval_history
     main_eval = drlzero.evaluate(
-        res.run_dir, episodes=args.episodes, paraphrases=PARAPHRASES, held_out=True, write=False
+        run_dir, episodes=args.episodes, paraphrases=PARAPHRASES, held_out=True, write=False
     )
-    syn = drlzero.evaluate(res.run_dir, episodes=args.episodes, paraphrases=SYNONYMS, write=False)
+    syn = drlzero.evaluate(run_dir, episodes=args.episodes, paraphrases=SYNONYMS, write=False)
     table = {
         "original": (main_eval["success_rate"], main_eval["random_success_rate"], None),
         "paraphrase": (
@@ -101,7 +112,8 @@ def main() -> None:
             k: dict(zip(("success", "random", "retention"), v, strict=True))
             for k, v in table.items()
         },
-        "curve": res.eval_history,
+        "curve": curve,
+        "stopped_early": bool(args.run_dir),
     }
     out_dir = out_dir_for(args)
     print(
