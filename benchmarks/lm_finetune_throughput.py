@@ -96,34 +96,37 @@ def interleaved(names: list[str], rounds: int, steps: int, n_transitions: int) -
         nets[name] = (q, learner, prep, stored, cfg.dqn.batch_size)
     n_frames = len(frames) - 1
     out: list[dict] = []
-    for _ in range(rounds):
-        idx_rng = np.random.default_rng(len(out))
-        picks = [idx_rng.integers(n_frames * envs.num_envs, size=64) for _ in range(steps)]
-        row: dict[str, float] = {}
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            envs.step(rng.integers(act_space.n, size=envs.num_envs))
-        row["env"] = (time.perf_counter() - t0) / steps
-        for name in names:
-            q, learner, prep, stored, bs = nets[name]
-            E = envs.num_envs
+    E = envs.num_envs
+    stack = {k: np.stack(v) for k, v in (("a", actions), ("r", rewards), ("d", dones))}
+    for r in range(rounds):
+        idx_rng = np.random.default_rng(r)
+        times: dict[str, list[float]] = {n: [] for n in ["env", *names]}
+        # Variants alternate step by step, so a change in the machine's load hits all alike.
+        for k in range(steps):
             t0 = time.perf_counter()
-            for k, pick in enumerate(picks):
-                f = k % n_frames
+            envs.step(rng.integers(act_space.n, size=E))
+            times["env"].append(time.perf_counter() - t0)
+            pick = idx_rng.integers(n_frames * E, size=64)
+            f = k % n_frames
+            for name in names:
+                q, learner, prep, stored, bs = nets[name]
+                i = pick[:bs]
+                t_, e_ = i // E % n_frames, i % E
+                batch = Batch(
+                    obs=torch.from_numpy(stored[i]),
+                    actions=torch.from_numpy(stack["a"][t_, e_]).long(),
+                    rewards=torch.from_numpy(stack["r"][t_, e_]).float(),
+                    next_obs=torch.from_numpy(stored[np.minimum(i + E, len(stored) - 1)]),
+                    terminated=torch.from_numpy(stack["d"][t_, e_]).float(),
+                )
+                t0 = time.perf_counter()
                 obs = prep(frames[f + 1])  # the env boundary on the 8 new observations
                 with torch.no_grad():
                     q(torch.from_numpy(obs)).argmax(1)  # acting
-                i = pick[:bs]
-                t_, e_ = i // E, i % E
-                batch = Batch(
-                    obs=torch.from_numpy(stored[i]),
-                    actions=torch.from_numpy(np.stack(actions)[t_ % n_frames, e_]).long(),
-                    rewards=torch.from_numpy(np.stack(rewards)[t_ % n_frames, e_]).float(),
-                    next_obs=torch.from_numpy(stored[np.minimum(i + E, len(stored) - 1)]),
-                    terminated=torch.from_numpy(np.stack(dones)[t_ % n_frames, e_]).float(),
-                )
                 learner.update(batch)
-            row[name] = (time.perf_counter() - t0) / steps
+                times[name].append(time.perf_counter() - t0)
+        # medians: robust to a load spike on the shared machine
+        row = {n: statistics.median(v) for n, v in times.items()}
         out.append(row)
         print({k: round(v * 1000, 1) for k, v in row.items()}, "ms per vector step", flush=True)
     envs.close()
