@@ -43,6 +43,7 @@ VARIANTS = {
     "frozen": ("babyai-gotolocal-frozen", []),
     "lora": ("babyai-gotolocal-lora", []),
     "lora_no_dedup": ("babyai-gotolocal-lora", ["encoder.dedup=false"]),
+    "lora_top1": ("babyai-gotolocal-lora", ["encoder.lora_layers=1"]),
     "lora_plain": (
         "babyai-gotolocal-lora",
         ["encoder.lora_layers=0", "encoder.cache=false", "encoder.dedup=false"],
@@ -139,13 +140,15 @@ def main() -> None:
     ap.add_argument("--after", type=int, default=2000, help="env step where timing starts")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--log-freq", type=int, default=200, help="env steps between timing rows")
-    ap.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants")
+    default = "frozen,lora,lora_no_dedup,lora_plain"
+    ap.add_argument("--only", default=default, help=f"comma-separated, of {list(VARIANTS)}")
     ap.add_argument("--method", default="interleaved", choices=["interleaved", "loop"])
     ap.add_argument("--vector-steps", type=int, default=10, help="interleaved: per round")
     ap.add_argument("--transitions", type=int, default=4096, help="interleaved: filled first")
     add_result_args(ap)
     args = ap.parse_args()
     extra = [f"train.log_freq={args.log_freq}", f"dqn.learning_starts={args.after}"]
+    name = "gotolocal" if args.only == default else "gotolocal_" + args.only.replace(",", "_")
     if args.smoke:
         args.steps, args.after, args.rounds = 48, 32, 1
         args.only = "frozen,lora"
@@ -202,7 +205,7 @@ def main() -> None:
         "target_lora_vs_frozen": 0.30,
     }
     out_dir = out_dir_for(args)
-    print("wrote", write_result("lm_finetune_throughput", "gotolocal", payload, out_dir=out_dir))
+    print("wrote", write_result("lm_finetune_throughput", name, payload, out_dir=out_dir))
 
 
 if __name__ == "__main__":
