@@ -4,7 +4,9 @@ Target: LoRA at least 30% of frozen + cache's env steps/s on ``babyai-gotolocal-
 ``babyai-gotolocal-frozen``. Variants (the same preset, only ``encoder.*`` differs):
 
 - ``frozen``: frozen MiniLM, mission embeddings cached at the env boundary;
-- ``lora``: LoRA in the top 2 layers, the lower 4 layers' output cached, rows deduplicated;
+- ``lora``: the preset: LoRA in the top layer, the lower 5 layers' output cached, rows
+  deduplicated, the target memoised;
+- ``lora_top2`` / ``lora_top1``: the same with LoRA in the top 2 layers / the top layer;
 - ``lora_no_dedup``: the same without deduplication;
 - ``lora_plain``: LoRA in every layer, no cache, no dedup (the path before these speed-ups).
 
@@ -44,6 +46,7 @@ VARIANTS = {
     "lora": ("babyai-gotolocal-lora", []),
     "lora_no_dedup": ("babyai-gotolocal-lora", ["encoder.dedup=false"]),
     "lora_top1": ("babyai-gotolocal-lora", ["encoder.lora_layers=1"]),
+    "lora_top2": ("babyai-gotolocal-lora", ["encoder.lora_layers=2"]),
     "lora_plain": (
         "babyai-gotolocal-lora",
         ["encoder.lora_layers=0", "encoder.cache=false", "encoder.dedup=false"],
