@@ -96,7 +96,7 @@ def test_eval_reports_splits_random_policy_and_retention(tmp_path: Path, fast) -
     ]
     train(None, out=tmp_path / "run", overrides=over, total_steps=60)
     out = evaluate(
-        tmp_path / "run", episodes=4, paraphrases=DATA / "babyai_synonyms.json", held_out=True
+        tmp_path / "run", episodes=2, paraphrases=DATA / "babyai_synonyms.json", held_out=True
     )
     for split in ("paraphrase", "held_out"):
         for key in ("success_rate", "mean_return", "random_success_rate", "random_mean_return"):
@@ -114,5 +114,5 @@ def test_eval_reports_splits_random_policy_and_retention(tmp_path: Path, fast) -
     from drlzero.api import load_agent
 
     cfg = load_agent(tmp_path / "run", "best").config
-    base = evaluate_baseline(cfg.env, "random", episodes=4, seed=cfg.train.seed + 20000)
+    base = evaluate_baseline(cfg.env, "random", episodes=2, seed=cfg.train.seed + 20000)
     assert out["random_mean_return"] == pytest.approx(base["mean_return"])
