@@ -201,6 +201,7 @@ CASES: list[tuple[str, str]] = [
     ("eval {cp} --checkpoint worst", "invalid choice"),
     ("eval {cp} --paraphrases {tmp}/none.json", "no such file"),
     ("eval {cp} --paraphrases {afile}", "is not drlzero/BabyAIText-v0"),
+    ("eval {cp} --held-out", "is not drlzero/BabyAIText-v0"),
     ("eval", "eval needs a run directory"),
     ("eval --baseline random", "needs --env"),
     ("eval {cp} --baseline random --env CartPole-v1", "no run directory"),

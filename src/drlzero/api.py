@@ -339,24 +339,31 @@ def evaluate(
     write: bool = True,
     paraphrases: str | Path | None = None,
     action_synonyms: str | Path | None = None,
+    held_out: bool = False,
 ) -> dict[str, Any]:
     """Greedy evaluation of a run's checkpoint; writes ``eval.json`` into the run directory.
 
     Args:
-        paraphrases: a JSON file mapping mission templates to paraphrase templates (see
-            :mod:`drlzero.paraphrase`); the same episodes are then evaluated again with the
-            missions rewritten (text envs with missions only, e.g. drlzero/BabyAIText-v0).
+        paraphrases: a JSON file mapping mission templates to paraphrase templates, whole
+            missions to rewrites, or single words to synonyms (see :mod:`drlzero.paraphrase`);
+            the same episodes are then evaluated again with the missions rewritten (text envs
+            with missions only, e.g. drlzero/BabyAIText-v0).
         action_synonyms: ``algo=lmppo`` runs: a JSON file mapping action names to synonyms
             (see :mod:`drlzero.lmpolicy.splits`); the same episodes are evaluated again with
-            the actions renamed. LM-policy runs with a split also get the random policy's
-            figures on the same episodes and the retention above chance of each split.
+            the actions renamed.
+        held_out: also evaluate on missions naming only the colour-object pairs the run held
+            out of training (``env.kwargs.held_out_pairs``).
 
     Returns:
         ``mean_return``, ``std_return``, ``mean_length``, ``success_rate`` (None when the env
-        defines no success) and ``episodes``; with ``paraphrases`` also
-        ``paraphrase_success_rate`` and ``paraphrase_mean_return``; with ``action_synonyms``
-        ``synonym_success_rate`` and ``synonym_mean_return``; for LM-policy runs with a split
-        ``random_success_rate`` and ``paraphrase_retention`` / ``synonym_retention``.
+        defines no success) and ``episodes``. Each split SPLIT (``paraphrase``, ``held_out``,
+        ``synonym``) asked for adds ``SPLIT_success_rate`` and ``SPLIT_mean_return``; with any
+        split, the random policy on the same episodes (uniform over the actions, or over an LM
+        policy's named actions): ``random_success_rate``, ``random_mean_return``, per split
+        ``SPLIT_random_success_rate`` and ``SPLIT_random_mean_return``, and the split's
+        retention above chance ``SPLIT_retention`` = (split - random on the split) / (original
+        - random on the original), from success rates (None where undefined). The synonym
+        split also names the actions it used (``synonym_names``).
     """
     if episodes <= 0:
         raise UserError(f"--episodes {episodes} must be a positive number of episodes")
@@ -380,64 +387,94 @@ def evaluate(
     eval_seed = cfg.train.seed + REPORT_SEED_OFFSET if seed is None else seed
     masked = agent.masked  # greedy among the allowed actions, as in training
     result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked)
+    splits: dict[str, EnvConfig] = {}  # the splits that change the env (its missions)
+    if (paraphrases is not None or held_out) and cfg.env.id != "drlzero/BabyAIText-v0":
+        flag = "--paraphrases" if paraphrases is not None else "--held-out"
+        raise UserError(f"{flag} is for BabyAI missions; {cfg.env.id} is not drlzero/BabyAIText-v0")
     if paraphrases is not None:
-        import dataclasses
-
         from drlzero.paraphrase import load_paraphrases
 
-        if cfg.env.id != "drlzero/BabyAIText-v0":
-            raise UserError(
-                f"--paraphrases rewrites BabyAI missions; {cfg.env.id} is not drlzero/BabyAIText-v0"
-            )
         mapping = load_paraphrases(paraphrases)
-        env_cfg = dataclasses.replace(cfg.env, kwargs={**cfg.env.kwargs, "paraphrases": mapping})
-        para = evaluate_policy(agent.act, env_cfg, episodes, eval_seed, masked=masked)
-        result["paraphrase_success_rate"] = para["success_rate"]
-        result["paraphrase_mean_return"] = para["mean_return"]
-    if cfg.algo == "lmppo" and (synonyms is not None or paraphrases is not None):
-        result.update(_lm_splits(agent, episodes, eval_seed, synonyms, result))
+        splits["paraphrase"] = dataclasses.replace(
+            cfg.env, kwargs={**cfg.env.kwargs, "paraphrases": mapping}
+        )
+    if held_out:
+        if not cfg.env.kwargs.get("held_out_pairs"):
+            raise UserError(
+                "--held-out needs a run trained with env.kwargs.held_out_pairs, e.g. [[red, key]]"
+            )
+        splits["held_out"] = dataclasses.replace(
+            cfg.env, kwargs={**cfg.env.kwargs, "held_out_split": "test"}
+        )
+    if not splits and synonyms is None:
+        return _write_eval(run_dir, result, agent, write)
+
+    def chance_on(env_cfg: EnvConfig) -> dict[str, Any]:
+        """The random policy on the same episodes: uniform over the named actions of an LM
+        policy (what it chooses among), over all actions otherwise."""
+        if cfg.algo == "lmppo":
+            from drlzero.lmpolicy.splits import random_named_policy
+
+            act = random_named_policy(len(cfg.lm.actions), eval_seed)
+            return evaluate_policy(act, env_cfg, episodes, eval_seed, masked=True)
+        from drlzero.envs.baselines import RANDOM
+        from drlzero.envs.baselines import evaluate_baseline as _baseline
+
+        return _baseline(env_cfg, RANDOM, episodes, eval_seed)
+
+    chance = chance_on(cfg.env)
+    result["random_success_rate"] = chance["success_rate"]
+    result["random_mean_return"] = chance["mean_return"]
+
+    def add_split(name: str, split: dict[str, Any], split_chance: dict[str, Any]) -> None:
+        result[f"{name}_success_rate"] = split["success_rate"]
+        result[f"{name}_mean_return"] = split["mean_return"]
+        result[f"{name}_random_success_rate"] = split_chance["success_rate"]
+        result[f"{name}_random_mean_return"] = split_chance["mean_return"]
+        result[f"{name}_retention"] = retention(
+            split["success_rate"],
+            split_chance["success_rate"],
+            result["success_rate"],
+            chance["success_rate"],
+        )
+
+    for name, env_cfg in splits.items():
+        split = evaluate_policy(agent.act, env_cfg, episodes, eval_seed, masked=masked)
+        add_split(name, split, chance_on(env_cfg))
+    if synonyms is not None:  # the env is unchanged: its random policy is the original's
+        from drlzero.lmpolicy.splits import renamed
+
+        net = agent.policy.net
+        names = list(net.codec.names)
+        net.set_actions(renamed(names, synonyms))
+        try:
+            syn = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked)
+        finally:
+            net.set_actions(names)
+        add_split("synonym", syn, chance)
+        result["synonym_names"] = renamed(names, synonyms)
+    return _write_eval(run_dir, result, agent, write)
+
+
+def _write_eval(
+    run_dir: str | Path, result: dict[str, Any], agent: Agent, write: bool
+) -> dict[str, Any]:
     out = json_safe(result)
     if write:
         write_eval_json(Path(run_dir), {**out, "checkpoint": agent.checkpoint})
     return out
 
 
-def _lm_splits(
-    agent: Agent,
-    episodes: int,
-    seed: int,
-    synonyms: dict[str, list[str]] | None,
-    result: dict[str, Any],
-) -> dict[str, Any]:
-    """The LM policy's synonym split, the random policy and retention above chance."""
-    from drlzero.lmpolicy.splits import random_named_policy, renamed, retention
+def retention(split: float, split_random: float, original: float, random: float) -> float | None:
+    """Success kept above chance on a split: (split - split_random) / (original - random).
 
-    cfg = agent.config
-    out: dict[str, Any] = {}
-    rand = evaluate_policy(
-        random_named_policy(len(cfg.lm.actions), seed), cfg.env, episodes, seed, masked=True
-    )
-    out["random_success_rate"] = rand["success_rate"]
-    out["random_mean_return"] = rand["mean_return"]
-    if synonyms is not None:
-        net = agent.policy.net
-        names = list(net.codec.names)
-        net.set_actions(renamed(names, synonyms))
-        try:
-            syn = evaluate_policy(agent.act, cfg.env, episodes, seed, masked=True)
-        finally:
-            net.set_actions(names)
-        out["synonym_success_rate"] = syn["success_rate"]
-        out["synonym_mean_return"] = syn["mean_return"]
-        out["synonym_names"] = renamed(names, synonyms)
-        out["synonym_retention"] = retention(
-            syn["success_rate"], result["success_rate"], rand["success_rate"]
-        )
-    if "paraphrase_success_rate" in result:
-        out["paraphrase_retention"] = retention(
-            result["paraphrase_success_rate"], result["success_rate"], rand["success_rate"]
-        )
-    return out
+    1 = the split is as far above chance as the original missions, 0 = at chance. None when the
+    original is not above chance (nothing to keep) or a rate is undefined (NaN).
+    """
+    vals = (split, split_random, original, random)
+    if any(v is None or v != v for v in vals) or original - random <= 0:
+        return None
+    return (split - split_random) / (original - random)
 
 
 def evaluate_zero_shot(

@@ -95,7 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--paraphrases",
         metavar="FILE",
-        help="JSON mission template -> paraphrases; adds paraphrase_success_rate",
+        help="JSON mission template -> paraphrases (or word -> synonyms, or mission -> "
+        "rewrites); adds paraphrase_success_rate, the random policy on the same episodes and "
+        "paraphrase_retention",
+    )
+    e.add_argument(
+        "--held-out",
+        action="store_true",
+        help="also evaluate on the colour-object pairs held out of training "
+        "(env.kwargs.held_out_pairs); adds held_out_success_rate and held_out_retention",
     )
     e.add_argument(
         "--action-synonyms",
@@ -377,6 +385,7 @@ def _eval(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             paraphrases=args.paraphrases,
             action_synonyms=args.action_synonyms,
+            held_out=args.held_out,
         )
     if args.json:
         print(json.dumps(result))
@@ -397,7 +406,12 @@ def _eval(args: argparse.Namespace) -> int:
                 else ""
             )
             + (
-                f", random {100 * result['random_success_rate']:.0f}%"
+                f", held-out-pair success {100 * result['held_out_success_rate']:.0f}%"
+                if result.get("held_out_success_rate") is not None
+                else ""
+            )
+            + (
+                f" (random policy {100 * result['random_success_rate']:.0f}%)"
                 if result.get("random_success_rate") is not None
                 else ""
             )

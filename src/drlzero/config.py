@@ -79,11 +79,17 @@ class EncoderConfig:
         " dir reads vector/grid observations)",
     )
     mode: str = _f("frozen", "pretrained fine-tuning: frozen | lora | top_k | full")
-    cache: bool = _f(True, "frozen pretrained: embed once at the env boundary, cache by content")
+    cache: bool = _f(
+        True,
+        "pretrained: frozen = embed once at the env boundary, cache by content; top_k / lora with"
+        " lora_layers = cache the frozen lower layers' hidden states by content",
+    )
+    dedup: bool = _f(True, "pretrained: run the backbone once per distinct token row of a batch")
     lora_r: int = _f(8, "LoRA rank")
     lora_alpha: float = _f(16.0, "LoRA alpha (scale = alpha / r)")
     lora_dropout: float = _f(0.0, "LoRA dropout")
     lora_targets: list = _f(["query", "value"], "LoRA target module names")
+    lora_layers: int = _f(0, "LoRA adapters in the last k transformer layers only (0: all)")
     top_k: int = _f(1, "mode=top_k: the last k transformer layers train")
     backbone_lr: float | None = _f(None, "pretrained backbone learning rate (None: dqn.lr)")
     warmup: int = _f(0, "gradient steps of linear backbone-LR warm-up (0: none)")
@@ -610,6 +616,10 @@ class Config:
             raise ConfigError("encoder.pooling=last is for pretrained models; use cls or mean")
         for key in ("lora_r", "lora_alpha", "top_k"):
             _positive(f"encoder.{key}", getattr(c, key))
+        if not isinstance(c.lora_layers, int) or c.lora_layers < 0:
+            raise ConfigError(
+                f"encoder.lora_layers={c.lora_layers!r} must be an integer >= 0 (0: every layer)"
+            )
         if not 0.0 <= c.lora_dropout < 1.0:
             raise ConfigError(f"encoder.lora_dropout={c.lora_dropout} must be in [0, 1)")
         if not c.lora_targets or not all(isinstance(t, str) for t in c.lora_targets):

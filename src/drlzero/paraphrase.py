@@ -5,7 +5,12 @@ paraphrase templates that use the same slots (BabyAI missions use ``{color}`` an
 
     {"go to the {color} {type}": ["walk up to the {color} {type}", "find the {color} {type}"]}
 
-A mission that matches no template is left unchanged (and counted in :attr:`Paraphraser.misses`).
+A key without slots is either a whole mission (``"go to the red ball": ["go to the crimson
+sphere"]``: that exact mission is rewritten) or, when it is a single word, a *synonym*: each
+occurrence of the word (whole words only) is replaced by one of its list, e.g.
+``{"red": ["crimson"], "ball": ["sphere"]}`` makes "go to the red ball" "go to the crimson
+sphere". Mission templates apply first, then word synonyms on the result. A mission that nothing
+changes is left as it is (and counted in :attr:`Paraphraser.misses`).
 
 Example:
     >>> p = Paraphraser({"go to the {color} {type}": ["find the {color} {type}"]}, seed=0)
@@ -75,15 +80,34 @@ class Paraphraser:
     """
 
     def __init__(self, mapping: dict[str, list[str]], seed: int = 0) -> None:
-        self.rules = [(_template_regex(t), ps) for t, ps in load_paraphrases(mapping).items()]
+        rules = load_paraphrases(mapping)
+        self.words = {t: ps for t, ps in rules.items() if _is_word(t)}
+        self.rules = [(_template_regex(t), ps) for t, ps in rules.items() if t not in self.words]
+        self.word_regex = (
+            re.compile(r"\b(" + "|".join(re.escape(w) for w in self.words) + r")\b")
+            if self.words
+            else None
+        )
         self.rng = np.random.default_rng(seed)
         self.misses = 0
 
+    def _pick(self, options: list[str]) -> str:
+        return options[int(self.rng.integers(len(options)))]
+
     def __call__(self, mission: str) -> str:
+        out = mission
         for regex, paraphrases in self.rules:
             m = regex.match(mission)
             if m is not None:
-                choice = paraphrases[int(self.rng.integers(len(paraphrases)))]
-                return choice.format(**m.groupdict())
-        self.misses += 1
-        return mission
+                out = self._pick(paraphrases).format(**m.groupdict())
+                break
+        if self.word_regex is not None:
+            out = self.word_regex.sub(lambda m: self._pick(self.words[m.group(1)]), out)
+        if out == mission:
+            self.misses += 1
+        return out
+
+
+def _is_word(key: str) -> bool:
+    """A synonym key: one word, no slots (``"red"``), as opposed to a mission template."""
+    return bool(re.fullmatch(r"[\w-]+", key))

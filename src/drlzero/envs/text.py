@@ -10,6 +10,7 @@ Language wrappers:
 - :class:`BabyAIText` describes a BabyAI / MiniGrid agent's 7x7 view in words plus the mission,
   e.g. ``"A red ball is two steps ahead and one to your left. Mission: go to the red ball."``,
   keeps the grid image for multimodal encoders, rewrites missions with paraphrases on request,
+  holds colour-object pairs out of the missions (or samples only those, for a test split),
   reports ``info["is_success"]`` and silences BabyAI's "Sampling rejected" prints.
 - :class:`TemplateText` renders any vector observation through a user template.
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import re
 import string
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -178,6 +180,7 @@ class TokenizeText(gym.ObservationWrapper):
 
 _NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _DOOR_STATES = ("open", "closed", "locked")
+_HELD_OUT_TRIES = 5000  # resets before a held-out filter gives up (a pair the level never makes)
 _VIEW = 7  # MiniGrid's default agent view size; the agent sits at (3, 6) facing "up"
 
 
@@ -236,6 +239,11 @@ class BabyAIText(gym.ObservationWrapper):
         paraphraser: optional ``str -> str`` rewriting the mission once per episode.
         text: ``"both"`` (the view in words, then the mission) or ``"mission"`` (the mission
             alone: with ``image=True`` the grid carries the view).
+        held_out_pairs: colour-object pairs such as ``[["red", "key"]]``; a mission naming one
+            (e.g. "go to the red key") is a held-out composition.
+        held_out_split: ``"train"`` rejects episodes whose mission names a held-out pair,
+            ``"test"`` keeps only those. Rejection resets the level again from its own RNG, so
+            a seed still fixes the episode.
 
     ``info["is_success"]`` is True on the step that completes the mission (reward > 0).
     """
@@ -248,10 +256,24 @@ class BabyAIText(gym.ObservationWrapper):
         paraphraser: Callable[[str], str] | None = None,
         text: str = "both",
         max_length: int = 2048,
+        held_out_pairs: Sequence[Sequence[str]] | None = None,
+        held_out_split: str = "train",
     ) -> None:
         super().__init__(env)
         if text not in ("both", "mission"):
             raise ConfigError(f"BabyAI text={text!r} must be 'both' or 'mission'")
+        if held_out_split not in ("train", "test"):
+            raise ConfigError(f"BabyAI held_out_split={held_out_split!r} must be 'train' or 'test'")
+        pairs = [tuple(p) for p in (held_out_pairs or [])]
+        if not all(len(p) == 2 and all(isinstance(w, str) for w in p) for p in pairs):
+            raise ConfigError(
+                f"BabyAI held_out_pairs={held_out_pairs!r} must be a list of [colour, object] "
+                "pairs, e.g. [[red, key]]"
+            )
+        if held_out_split == "test" and not pairs:
+            raise ConfigError("BabyAI held_out_split=test needs held_out_pairs, e.g. [[red, key]]")
+        self.held_out = [re.compile(rf"\b{re.escape(c)} {re.escape(t)}\b") for c, t in pairs]
+        self.held_out_split = held_out_split
         self.text_mode = text
         self.keep_image = image
         self.paraphraser = paraphraser
@@ -267,9 +289,23 @@ class BabyAIText(gym.ObservationWrapper):
         # BabyAI's rejection sampling prints "Sampling rejected: ..." to stdout on many resets.
         with contextlib.redirect_stdout(io.StringIO()):
             obs, info = self.env.reset(**kwargs)
+            tries = 1
+            while self.held_out and self._is_held_out(str(obs["mission"])) != (
+                self.held_out_split == "test"
+            ):
+                if tries >= _HELD_OUT_TRIES:
+                    raise ConfigError(
+                        f"{tries} resets gave no mission of the {self.held_out_split} split; "
+                        "check env.kwargs.held_out_pairs against the level's colours and objects"
+                    )
+                obs, info = self.env.reset(options=kwargs.get("options"))
+                tries += 1
         mission = str(obs["mission"])
         self.mission = self.paraphraser(mission) if self.paraphraser else mission
         return self.observation(obs), info
+
+    def _is_held_out(self, mission: str) -> bool:
+        return any(r.search(mission) for r in self.held_out)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -321,6 +357,8 @@ def make_babyai_text(
     paraphrases: str | dict | None = None,
     paraphrase_seed: int = 0,
     text: str = "both",
+    held_out_pairs: Sequence[Sequence[str]] | None = None,
+    held_out_split: str = "train",
     **kwargs: Any,
 ) -> gym.Env:
     """A BabyAI level with text observations as token ids (and the image when ``image``).
@@ -333,6 +371,8 @@ def make_babyai_text(
         image: Dict observation ``{"image", "text"}`` instead of the text alone.
         paraphrases: a paraphrase JSON file or mapping (see :mod:`drlzero.paraphrase`).
         text: "both" (view in words + mission) or "mission" (mission only; use with image).
+        held_out_pairs, held_out_split: held-out colour-object compositions (see
+            :class:`BabyAIText`): training never sees them, ``held_out_split="test"`` only them.
         **kwargs: passed to ``gymnasium.make(level, ...)``, e.g. ``max_episode_steps``.
     """
     try:
@@ -346,7 +386,14 @@ def make_babyai_text(
     para = None
     if paraphrases is not None:
         para = Paraphraser(load_paraphrases(paraphrases), seed=paraphrase_seed)
-    env = BabyAIText(gym.make(level, **kwargs), image=image, paraphraser=para, text=text)
+    env = BabyAIText(
+        gym.make(level, **kwargs),
+        image=image,
+        paraphraser=para,
+        text=text,
+        held_out_pairs=held_out_pairs,
+        held_out_split=held_out_split,
+    )
     return TokenizeText(env, load_tokenizer(tokenizer), max_tokens=max_tokens)
 
 

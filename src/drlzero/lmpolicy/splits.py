@@ -1,5 +1,5 @@
 """Generalisation splits of the LM policy: synonyms for the action names, the random policy on
-the same episodes, and retention above chance.
+the same episodes (retention above chance: :func:`drlzero.api.retention`).
 
 - Synonyms: a JSON file maps an action's name to a list of synonyms, ``{"go forward": ["move
   ahead", "step forward"]}``; the split renames each listed action to its FIRST synonym (in the
@@ -21,7 +21,7 @@ import numpy as np
 
 from drlzero.errors import UserError
 
-__all__ = ["load_action_synonyms", "random_named_policy", "renamed", "retention"]
+__all__ = ["load_action_synonyms", "random_named_policy", "renamed"]
 
 
 def load_action_synonyms(path: str | Path, names: Sequence[str]) -> dict[str, list[str]]:
@@ -81,12 +81,3 @@ def random_named_policy(num_named: int, seed: int) -> Any:
         return out
 
     return act
-
-
-def retention(split: float | None, original: float | None, chance: float | None) -> float | None:
-    """(split - chance) / (original - chance); None without figures or above-chance original."""
-    if split is None or original is None or chance is None:
-        return None
-    if not original > chance:
-        return None
-    return (split - chance) / (original - chance)

@@ -1,0 +1,126 @@
+"""Frozen MiniLM, LoRA and a from-scratch text encoder on multimodal BabyAI GoToLocal, with the
+generalisation splits: paraphrased missions, colour/object synonyms and held-out compositions.
+
+Each encoder trains its preset (``babyai-gotolocal-{frozen,lora,scratch}``) with two
+colour-object pairs held out of the training missions (``env.kwargs.held_out_pairs``), then its
+best checkpoint is evaluated on the same seeds with the original missions, the paraphrases
+(``tests/data/babyai_paraphrases.json``), the synonyms (``tests/data/babyai_synonyms.json``), and
+on missions naming only the held-out pairs; the uniform random policy is evaluated on the same
+episodes of every split, and retention above chance = (split - random) / (original - random).
+
+Usage (one encoder per process, so they can run side by side):
+    nice -n 19 python benchmarks/lm_gotolocal_compare.py --only frozen --steps 40000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from pathlib import Path
+
+from _results import add_result_args, out_dir_for, write_result
+
+import drlzero
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAPHRASES = ROOT / "tests" / "data" / "babyai_paraphrases.json"
+SYNONYMS = ROOT / "tests" / "data" / "babyai_synonyms.json"
+HELD_OUT = [["red", "key"], ["green", "ball"]]
+ENCODERS = ("frozen", "lora", "scratch")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="frozen", choices=ENCODERS)
+    ap.add_argument("--steps", type=int, default=40000, help="env steps of training")
+    ap.add_argument("--episodes", type=int, default=100, help="evaluation episodes per split")
+    ap.add_argument("--eval-freq", type=int, default=4000)
+    ap.add_argument("--runs", default="runs/lm_gotolocal", help="where the run directories go")
+    ap.add_argument("--run-dir", help="evaluate this run (stopped early) instead of training")
+    add_result_args(ap)
+    args = ap.parse_args()
+    over = [
+        "train.progress=false",
+        "train.tensorboard=false",
+        f"train.eval_freq={args.eval_freq}",
+        "train.eval_episodes=30",
+    ]
+    if args.smoke:
+        args.steps, args.episodes = 64, 2
+        args.runs = tempfile.mkdtemp(prefix="lm_gotolocal_smoke_")
+        args.runs = tempfile.mkdtemp(prefix="lm_gotolocal_smoke_")
+        over += ["dqn.learning_starts=32", "dqn.batch_size=8", "train.eval_freq=0"]
+    preset = f"babyai-gotolocal-{args.only}"
+    t0 = time.perf_counter()
+    if args.run_dir:  # evaluate a run stopped early (its best checkpoint), without training
+        run_dir = Path(args.run_dir)
+        rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+        args.steps = int(float(rows[-1]["step"]))
+        wall = float(rows[-1]["time_s"])
+        curve = [
+            {"step": int(float(r["step"])), "eval_success_rate": float(r["eval_success_rate"])}
+            for r in rows
+            if r.get("eval_success_rate")
+        ]
+    else:
+        cfg = drlzero.load_config(preset, overrides=over)
+        cfg.env.kwargs = {**cfg.env.kwargs, "held_out_pairs": HELD_OUT}
+        out = Path(args.runs) / f"{args.only}-{args.steps}-{time.strftime('%H%M%S')}"
+        res = drlzero.train(cfg, out=out, total_steps=args.steps)
+        wall = time.perf_counter() - t0
+        run_dir, curve = res.run_dir, res.eval_history
+    main_eval = drlzero.evaluate(
+        run_dir, episodes=args.episodes, paraphrases=PARAPHRASES, held_out=True, write=False
+    )
+    syn = drlzero.evaluate(run_dir, episodes=args.episodes, paraphrases=SYNONYMS, write=False)
+    table = {
+        "original": (main_eval["success_rate"], main_eval["random_success_rate"], None),
+        "paraphrase": (
+            main_eval["paraphrase_success_rate"],
+            main_eval["paraphrase_random_success_rate"],
+            main_eval["paraphrase_retention"],
+        ),
+        "synonym": (
+            syn["paraphrase_success_rate"],
+            syn["paraphrase_random_success_rate"],
+            syn["paraphrase_retention"],
+        ),
+        "held_out": (
+            main_eval["held_out_success_rate"],
+            main_eval["held_out_random_success_rate"],
+            main_eval["held_out_retention"],
+        ),
+    }
+    print(f"{preset}: {args.steps} env steps in {wall:.0f} s")
+    print("| split | success | random policy | retention above chance |")
+    print("|---|---|---|---|")
+    for split, (sr, rnd, ret) in table.items():
+        kept = "-" if ret is None else f"{ret:.2f}"
+        print(f"| {split} | {sr:.2f} | {rnd:.2f} | {kept} |")
+    payload = {
+        "preset": preset,
+        "steps": args.steps,
+        "wall_s": wall,
+        "overrides": over,
+        "held_out_pairs": HELD_OUT,
+        "episodes": args.episodes,
+        "eval": main_eval,
+        "synonym_eval": syn,
+        "table": {
+            k: dict(zip(("success", "random", "retention"), v, strict=True))
+            for k, v in table.items()
+        },
+        "curve": curve,
+        "stopped_early": bool(args.run_dir),
+    }
+    out_dir = out_dir_for(args)
+    print(
+        "wrote",
+        write_result("lm_gotolocal_compare", f"gotolocal_{args.only}", payload, out_dir=out_dir),
+    )
+
+
+if __name__ == "__main__":
+    main()
