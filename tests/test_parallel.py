@@ -169,3 +169,35 @@ def test_a_run_on_two_processes_follows_the_one_process_run(tmp_path: Path) -> N
     ]
     assert json.loads((two.run_dir / "eval.json").read_text())["step"] == 1500
     assert not (two.run_dir / ".ranks").exists()
+
+
+@pytest.mark.slow
+def test_a_lora_encoder_run_on_two_processes_follows_the_one_process_run(tmp_path: Path) -> None:
+    """The large-model path: DQN through all-MiniLM-L6-v2 with LoRA (babyai-goto-lora), each
+    update on 2 processes with half-batches, ends with the adapters and head of the 1-process
+    run up to float rounding, and the same evaluation."""
+    pytest.importorskip("lightning_fabric")
+    pytest.importorskip("peft")
+    tiny = [
+        "train.progress=false",
+        "train.tensorboard=false",
+        "train.fast_path=false",
+        "train.total_steps=200",
+        "dqn.learning_starts=100",
+        "train.eval_freq=0",
+        "train.eval_episodes=2",
+        "train.strategy=ddp_fork",
+    ]
+    one = drlzero.train("babyai-goto-lora", out=tmp_path / "one", overrides=tiny)
+    two = drlzero.train(
+        "babyai-goto-lora", out=tmp_path / "two", overrides=[*tiny, "train.devices=2"]
+    )
+    assert two.final_eval["mean_return"] == one.final_eval["mean_return"]
+    from safetensors.torch import load_file
+
+    a = load_file(str(one.run_dir / "checkpoints" / "last.safetensors"))
+    b = load_file(str(two.run_dir / "checkpoints" / "last.safetensors"))
+    trained = [k for k in a if k.startswith("q.") and ("lora" in k or "head" in k)]
+    assert trained
+    for k in trained:
+        np.testing.assert_allclose(b[k].numpy(), a[k].numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
