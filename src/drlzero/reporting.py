@@ -530,10 +530,15 @@ def _text_attributions(
                 text_NT = outer.fuse(text_NT, img)
             return head(text_NT)[:, target]
 
-        attr = token_attributions(embedding, ids_1L, score, steps=ig_steps)[0].cpu().numpy()
-        with torch.no_grad():
-            full = float(score(ids_1L)[0])
-        gap = full - float(zero_embedding_score(embedding, ids_1L, score)[0])
+        # the path points repeat one token row: the encoder must not deduplicate them
+        dedup, enc.dedup = enc.dedup, False
+        try:
+            attr = token_attributions(embedding, ids_1L, score, steps=ig_steps)[0].cpu().numpy()
+            with torch.no_grad():
+                full = float(score(ids_1L)[0])
+            gap = full - float(zero_embedding_score(embedding, ids_1L, score)[0])
+        finally:
+            enc.dedup = dedup
         n = len(attr)
         tokens = tok.convert_ids_to_tokens([int(i) for i in ids_L[:n]])
         words = []
