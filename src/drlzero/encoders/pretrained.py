@@ -86,6 +86,7 @@ __all__ = [
     "make_target",
     "param_groups",
     "shared_storage_bytes",
+    "weights_sha256",
 ]
 
 MODES = ("frozen", "lora", "top_k", "full")
@@ -94,8 +95,9 @@ POOLINGS = ("mean", "cls", "last")
 
 
 @functools.lru_cache(maxsize=8)
-def _fingerprint(path: str) -> bytes:
-    """SHA-256 of the model's weight files: the reference a checkpoint keeps instead of a copy."""
+def weights_sha256(path: str) -> bytes:
+    """SHA-256 of a model directory's weight files (``*.safetensors``, else ``*.bin``): the
+    reference a checkpoint keeps instead of a copy of the base model."""
     h = hashlib.sha256()
     files = sorted(Path(path).glob("*.safetensors")) or sorted(Path(path).glob("*.bin"))
     for f in files:
@@ -303,7 +305,7 @@ class PretrainedEncoder(nn.Module):
         trainable = {n for n, p in self.backbone.named_parameters() if p.requires_grad}
         self.base_names = set(self.backbone.state_dict(keep_vars=True)) - trainable
         self.register_buffer(
-            "base_sha256", torch.frombuffer(bytearray(_fingerprint(str(path))), dtype=torch.uint8)
+            "base_sha256", torch.frombuffer(bytearray(weights_sha256(str(path))), dtype=torch.uint8)
         )
         self.embed_at_boundary = mode == "frozen" and cache
         self.cache = EmbeddingCache() if self.embed_at_boundary else None

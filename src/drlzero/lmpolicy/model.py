@@ -16,8 +16,6 @@ Nothing here reaches a network; ``trust_remote_code`` is off unless the config t
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -122,16 +120,12 @@ def resolve_lm_path(spec: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=4)
 def model_sha256(path: str) -> str:
-    """SHA-256 over the model directory's weight files: checkpoints keep this, not the base."""
-    h = hashlib.sha256()
-    files = sorted(Path(path).glob("*.safetensors")) or sorted(Path(path).glob("*.bin"))
-    for f in files:
-        with f.open("rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 22), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 (hex) over the model directory's weight files: checkpoints keep this, not the
+    base model (the digest the pretrained encoder's checkpoints keep too)."""
+    from drlzero.encoders.pretrained import weights_sha256
+
+    return weights_sha256(path).hex()
 
 
 def load_causal_lm(spec: str, *, trust_remote_code: bool = False) -> tuple[Any, Any, Path]:

@@ -15,7 +15,6 @@ one-line error. Resume is exact (checkpoints are taken between rollouts).
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,12 @@ import torch
 
 from drlzero.algos.lm_policy import LMActorCritic, LMPPOLearner, build_lm_actor_critic, count_params
 from drlzero.config import Config
-from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.envs.text import stack_obs
 from drlzero.errors import CheckpointError, ConfigError, UserError
 from drlzero.masks import MaskSource
 from drlzero.rollout import RolloutBuffer
-from drlzero.train.checkpoint import load_optimizer, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
+from drlzero.train.onpolicy import restore_rollout_loop, rollout_loop_state
 from drlzero.train.run import EVAL_SEED_OFFSET, EvalCallback, Run, TrainResult, open_envs
 
 PREFIX = "lm"
@@ -154,24 +152,15 @@ def train_lmppo(
         return {**stats, "trainable_fraction": trainable / total}
 
     def state(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = trained_tensors(net)
-        opt_tensors, groups = optimizer_tensors(learner.optimizer)
-        tensors.update(opt_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
-        if device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-        tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
-        if mask is not None:
-            tensors["loop.mask"] = torch.from_numpy(np.ascontiguousarray(mask))
-        meta = {
-            "updates": updates,
-            "optim_groups": groups,
-            "env_state": get_vec_env_state(envs),
-            "base_sha256": sha,
-            "lm_model_path": cfg.lm.model_path,
-            "trainable_params": trainable,
-            "total_params": total,
-        }
+        tensors, meta = rollout_loop_state(learner.optimizer, obs, mask, envs, device)
+        tensors.update(trained_tensors(net))
+        meta.update(
+            updates=updates,
+            base_sha256=sha,
+            lm_model_path=cfg.lm.model_path,
+            trainable_params=trainable,
+            total_params=total,
+        )
         return tensors, meta
 
     with Run(
@@ -228,22 +217,8 @@ def _restore(
     if meta.get("kind") != "lmppo":
         raise UserError(f"{run.run_dir} holds a {meta.get('kind')} checkpoint, not an lmppo one")
     load_trained(net, tensors, meta, sha)
-    load_optimizer(learner.optimizer, tensors, meta["optim_groups"])
-    torch.set_rng_state(tensors["rng.torch"].cpu())
     device = next(net.parameters()).device
-    if "rng.cuda" in tensors and device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), device)
-    if meta.get("env_state") is None:
-        warnings.warn(
-            f"{run.cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
-            stacklevel=3,
-        )
-        run.new_episodes()
-        return meta["updates"], None
-    set_vec_env_state(envs, meta["env_state"])
-    obs = tensors["loop.obs"].cpu().numpy()
-    mask = tensors["loop.mask"].cpu().numpy() if "loop.mask" in tensors else None
-    return meta["updates"], (obs, mask)
+    return meta["updates"], restore_rollout_loop(run, learner.optimizer, device, envs)
 
 
 def load_lm_policy(

@@ -121,22 +121,9 @@ def train_ppo(
         return dict(stats)  # the last update's losses, lr and explained variance
 
     def state(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = module_tensors("ac", net)
-        opt_tensors, groups = optimizer_tensors(learner.optimizer)
-        tensors.update(opt_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
-        if device.type == "cuda":  # actions are sampled on the GPU
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-        tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
-        if mask is not None:  # the mask of loop.obs
-            tensors["loop.mask"] = torch.from_numpy(np.ascontiguousarray(mask))
-        meta = {
-            "updates": updates,
-            "optim_groups": groups,
-            "env_state": get_vec_env_state(envs),
-            "obs_rms": obs_norm.rms.state(),
-            "reward_rms": reward_scaler.state(),
-        }
+        tensors, meta = rollout_loop_state(learner.optimizer, obs, mask, envs, device)
+        tensors.update(module_tensors("ac", net))
+        meta.update(updates=updates, obs_rms=obs_norm.rms.state(), reward_rms=reward_scaler.state())
         return tensors, meta
 
     with Run(
@@ -206,24 +193,54 @@ def _restore(
     if meta.get("kind") != "ppo":
         raise UserError(f"{run.run_dir} holds a {meta.get('kind')} checkpoint, not a PPO one")
     load_module("ac", net, tensors)
-    load_optimizer(learner.optimizer, tensors, meta["optim_groups"])
-    torch.set_rng_state(tensors["rng.torch"].cpu())
-    device = next(net.parameters()).device
-    if "rng.cuda" in tensors and device.type == "cuda":  # actions are sampled on the GPU
-        torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), device)
     obs_norm.rms.load(meta["obs_rms"])
     reward_scaler.load(meta["reward_rms"])
+    device = next(net.parameters()).device
+    return meta["updates"], restore_rollout_loop(run, learner.optimizer, device, envs)
+
+
+def rollout_loop_state(
+    optimizer: torch.optim.Optimizer,
+    obs: np.ndarray,
+    mask: np.ndarray | None,
+    envs: Any,
+    device: torch.device,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """What every on-policy checkpoint holds besides the network: the optimizer, torch's RNG
+    (and CUDA's: actions are sampled on the device), the current observations and their mask,
+    and the envs' state (between rollouts, so never half a rollout)."""
+    tensors, groups = optimizer_tensors(optimizer)
+    tensors["rng.torch"] = torch.get_rng_state()
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    tensors["loop.obs"] = torch.from_numpy(np.ascontiguousarray(obs))
+    if mask is not None:  # the mask of loop.obs
+        tensors["loop.mask"] = torch.from_numpy(np.ascontiguousarray(mask))
+    return tensors, {"optim_groups": groups, "env_state": get_vec_env_state(envs)}
+
+
+def restore_rollout_loop(
+    run: Run, optimizer: torch.optim.Optimizer, device: torch.device, envs: Any
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Load what :func:`rollout_loop_state` saved; returns (obs, mask), or None when the envs'
+    state could not be saved (the caller resets them: fresh episodes, with a warning)."""
+    assert run.loaded is not None
+    tensors, meta = run.loaded
+    load_optimizer(optimizer, tensors, meta["optim_groups"])
+    torch.set_rng_state(tensors["rng.torch"].cpu())
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), device)
     if meta.get("env_state") is None:
         warnings.warn(
             f"{run.cfg.env.id} state cannot be saved as data: resume starts fresh episodes",
             stacklevel=3,
         )
         run.new_episodes()
-        return meta["updates"], None
+        return None
     set_vec_env_state(envs, meta["env_state"])
     obs = tensors["loop.obs"].cpu().numpy()
     mask = tensors["loop.mask"].cpu().numpy() if "loop.mask" in tensors else None
-    return meta["updates"], (obs, mask)
+    return obs, mask
 
 
 def _explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
