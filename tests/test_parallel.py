@@ -14,10 +14,11 @@ import pytest
 import torch
 
 import drlzero
-from drlzero.algos.dqn import DQNLearner, build_q_network
+from drlzero.algos.dqn import DQNLearner
 from drlzero.algos.ppo import Minibatch, PPOLearner, build_actor_critic
 from drlzero.config import load_config
 from drlzero.errors import ConfigError
+from drlzero.nets import build_q_network
 from drlzero.replay.storage import Batch
 
 B = 32  # minibatch rows (16 per process)

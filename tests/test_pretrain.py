@@ -21,9 +21,10 @@ from drlzero.cli import main
 from drlzero.config import EnvConfig, load_config
 from drlzero.data.dataset import FORMAT, FORMAT_VERSION
 from drlzero.encoders import build_encoder
-from drlzero.encoders.pretrained import PretrainedEncoder, make_target
+from drlzero.encoders.pretrained import PretrainedEncoder
 from drlzero.errors import ConfigError, UserError
 from drlzero.heads import LinearHead, QNetwork
+from drlzero.nets import make_target
 from drlzero.pretrain.dataset import PretrainRows, generate_dataset
 from drlzero.pretrain.objectives import info_nce, mask_tokens
 from drlzero.pretrain.obs_tokenizer import BASE, CLS, MASK, ObsTokenizer

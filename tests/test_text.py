@@ -145,10 +145,10 @@ def test_template_text_env() -> None:
 
 @lm
 def test_vector_env_and_buffer_hold_token_arrays_not_strings(fast) -> None:
-    from drlzero.algos.dqn import build_q_network
     from drlzero.config import load_config
     from drlzero.encoders import env_boundary, stored_spec
     from drlzero.envs import make_vec_env
+    from drlzero.nets import build_q_network
     from drlzero.replay.storage import ReplayStorage
 
     cfg = load_config(
@@ -239,10 +239,10 @@ def test_drrn_scores_text_actions_and_trains(tmp_path: Path, fast) -> None:
     import gymnasium as gym
 
     import drlzero.envs  # noqa: F401
-    from drlzero.algos.dqn import build_q_network
     from drlzero.api import train
     from drlzero.config import load_config
     from drlzero.encoders import env_boundary
+    from drlzero.nets import build_q_network
 
     cfg = load_config("texttreasure-drrn", overrides=["encoder.features_dim=16"])
     env = gym.make(cfg.env.id, **cfg.env.kwargs)
@@ -263,11 +263,10 @@ def test_drrn_scores_text_actions_and_trains(tmp_path: Path, fast) -> None:
 @lm
 def test_multimodal_with_a_cached_frozen_lm_stores_image_and_embedding() -> None:
     import drlzero.envs  # noqa: F401
-    from drlzero.algos.dqn import build_q_network
     from drlzero.config import load_config
     from drlzero.encoders import env_boundary, stored_spec
-    from drlzero.encoders.pretrained import make_target, shared_storage_bytes
     from drlzero.envs import make_vec_env
+    from drlzero.nets import build_q_network, make_target, shared_storage_bytes
 
     cfg = load_config("babyai-goto-multimodal-frozen", overrides=["env.num_envs=2"])
     envs = make_vec_env(cfg.env)

@@ -278,9 +278,10 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
         return Agent(cfg, load_sac_policy(cfg, tensors, device), checkpoint)
 
     from drlzero.accel import FastQPolicy
-    from drlzero.algos.dqn import QPolicy, build_q_network
+    from drlzero.algos.dqn import QPolicy
     from drlzero.encoders import env_boundary
     from drlzero.envs import make_env
+    from drlzero.nets import build_q_network
     from drlzero.utils import pick_device
 
     env = make_env(cfg.env)

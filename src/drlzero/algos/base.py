@@ -87,7 +87,7 @@ class QLearner:
     Args:
         q_net: the online network (trained).
         target_net: a copy of it, updated only by :meth:`sync_target`. Tensors it shares with
-            ``q_net`` (a frozen pretrained backbone, see ``encoders.pretrained.make_target``)
+            ``q_net`` (a frozen pretrained backbone, see ``drlzero.nets.make_target``)
             are neither frozen here nor synced.
         cfg: the DQN hyperparameters.
         param_groups: optional optimizer groups (``params``, ``lr`` and extra keys such as a

@@ -22,18 +22,14 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from drlzero.algos.base import DataParallel, QLearner
-from drlzero.config import Config, DQNConfig
-from drlzero.encoders import build_encoder
-from drlzero.errors import ConfigError
+from drlzero.config import DQNConfig
 from drlzero.exploration import Explorer, greedy_actions
-from drlzero.heads import DuelingHead, LinearHead, QNetwork
 from drlzero.masks import checked_mask, masked_argmax, masked_max
 from drlzero.replay.storage import Batch
 
@@ -104,32 +100,6 @@ def compiled(fn: Callable[..., Any], mode: CompileSetting = True) -> Callable[..
         return state["fn"](*args, **kwargs)
 
     return call
-
-
-def uses_family(cfg: DQNConfig) -> bool:
-    """Whether a Rainbow component is on (then :mod:`drlzero.algos.rainbow` learns)."""
-    return cfg.n_step > 1 or cfg.prioritized or cfg.distributional != "none" or cfg.noisy
-
-
-def build_q_network(cfg: Config, obs_space: gym.Space, action_space: gym.Space) -> QNetwork:
-    """Encoder + (linear or dueling) head for a Discrete action space."""
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise ConfigError(
-            f"DQN needs a Discrete action space, but {cfg.env.id} has {action_space}; "
-            "discretize the actions with a wrapper or choose a discrete-action env"
-        )
-    if cfg.algo == "drrn":  # text actions: q(state, candidate) pairs
-        from drlzero.algos.drrn import build_drrn_network
-
-        return build_drrn_network(cfg, obs_space, action_space)  # type: ignore[return-value]
-    encoder = build_encoder(cfg.encoder, obs_space)
-    num_actions = int(action_space.n)
-    if uses_family(cfg.dqn):
-        from drlzero.algos.rainbow import build_head
-
-        return QNetwork(encoder, build_head(int(encoder.features_dim), num_actions, cfg.dqn))
-    head_cls = DuelingHead if cfg.dqn.dueling else LinearHead
-    return QNetwork(encoder, head_cls(int(encoder.features_dim), num_actions))
 
 
 class QPolicy:

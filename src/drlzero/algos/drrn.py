@@ -8,7 +8,7 @@ For envs whose valid actions are strings, the observation carries them as token 
 index into that list. One pretrained encoder (shared weights, and a shared embedding cache when
 frozen) embeds the state and every candidate; a pair scorer maps (state, action) features to
 ``q_BK``. Everything else is DQN: the same learner, loop, buffer, target network and explorer
-(``algo: drrn`` selects this network in :func:`drlzero.algos.dqn.build_q_network`).
+(``algo: drrn`` selects this network in :func:`drlzero.nets.build_q_network`).
 """
 
 from __future__ import annotations

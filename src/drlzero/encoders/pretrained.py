@@ -50,7 +50,7 @@ Dropout inside the backbone is switched off: Q-learning regresses on its own tar
 want a stochastic network. The backbone's own weights that never train (all of them when frozen,
 all but the adapters under LoRA, the lower layers under ``top_k``) are *base* weights: checkpoints
 leave them out and record a fingerprint of the model file instead (:attr:`base_sha256`), and
-:func:`make_target` shares them with the target network instead of copying them.
+:func:`drlzero.nets.make_target` shares them with the target network instead of copying them.
 
 Example:
     >>> enc = PretrainedEncoder((32,), mode="lora")  # doctest: +SKIP
@@ -60,7 +60,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 from collections.abc import Iterable
@@ -81,11 +80,6 @@ __all__ = [
     "EmbeddingCache",
     "LowerCache",
     "PretrainedEncoder",
-    "apply_warmup",
-    "count_trainable",
-    "make_target",
-    "param_groups",
-    "shared_storage_bytes",
     "weights_sha256",
 ]
 
@@ -531,84 +525,3 @@ def _restore_base_weights(
     own = module.backbone.state_dict()
     for name in module.base_names:
         state.setdefault(f"{prefix}backbone.{name}", own[name])
-
-
-# ---------------------------------------------------------------------------------------------
-# Target networks, optimizer groups and accounting
-
-
-def make_target(q_net: nn.Module, *, share_encoder: bool = False) -> nn.Module:
-    """A target network that shares what does not train instead of copying it.
-
-    Every parameter with ``requires_grad=False`` (a frozen backbone; the base weights under LoRA
-    or ``top_k``) and the backbone's buffers are the *same* tensors in the target, so a large
-    model exists once; trainable weights (adapters, projection, head) are copied. With
-    ``share_encoder=True`` (full fine-tuning, ``encoder.target_share=share``) the whole encoder is
-    shared too and only the head lags: half the memory, at the price of a target whose features
-    move with the online network. Embedding caches are shared, never copied.
-    """
-    memo: dict[int, Any] = {}
-    for p in q_net.parameters():
-        if not p.requires_grad:
-            memo[id(p)] = p
-    for m in q_net.modules():
-        if isinstance(m, PretrainedEncoder):
-            for b in m.backbone.buffers():
-                memo[id(b)] = b
-            memo[id(m.base_names)] = m.base_names
-            if m.cache is not None:
-                memo[id(m.cache)] = m.cache
-            if m.lower_cache is not None:
-                memo[id(m.lower_cache)] = m.lower_cache
-    encoder = getattr(q_net, "encoder", None)
-    if share_encoder and encoder is not None:
-        for t in [*encoder.parameters(), *encoder.buffers()]:
-            memo[id(t)] = t
-    return copy.deepcopy(q_net, memo)
-
-
-def shared_storage_bytes(*modules: nn.Module) -> int:
-    """Bytes of distinct parameter/buffer storage across ``modules`` (shared tensors once)."""
-    seen: set[int] = set()
-    total = 0
-    for module in modules:
-        for t in [*module.parameters(), *module.buffers()]:
-            ptr = t.untyped_storage().data_ptr()
-            if ptr not in seen:
-                seen.add(ptr)
-                total += t.untyped_storage().nbytes()
-    return total
-
-
-def param_groups(
-    q_net: nn.Module, lr: float, backbone_lr: float | None, warmup: int = 0
-) -> list[dict[str, Any]]:
-    """Optimizer groups: trainable backbone weights at ``backbone_lr`` (warmed up over
-    ``warmup`` gradient steps), everything else that trains (projection, head) at ``lr``."""
-    backbone_ids = {
-        id(p)
-        for m in q_net.modules()
-        if isinstance(m, PretrainedEncoder)
-        for p in m.backbone.parameters()
-    }
-    trainable = [p for p in q_net.parameters() if p.requires_grad]
-    backbone = [p for p in trainable if id(p) in backbone_ids]
-    rest = [p for p in trainable if id(p) not in backbone_ids]
-    groups: list[dict[str, Any]] = [{"params": rest, "lr": lr, "base_lr": lr, "warmup": 0}]
-    if backbone:
-        blr = lr if backbone_lr is None else backbone_lr
-        groups.append({"params": backbone, "lr": blr, "base_lr": blr, "warmup": int(warmup)})
-    return groups
-
-
-def apply_warmup(optimizer: torch.optim.Optimizer, updates: int) -> None:
-    """Linear warm-up of groups that ask for it: lr = base_lr * min(1, (updates + 1) / warmup)."""
-    for g in optimizer.param_groups:
-        w = g.get("warmup", 0)
-        if w:
-            g["lr"] = g["base_lr"] * min(1.0, (updates + 1) / w)
-
-
-def count_trainable(module: nn.Module) -> int:
-    """Number of trainable (``requires_grad``) weights."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

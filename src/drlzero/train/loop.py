@@ -18,14 +18,14 @@ import torch
 
 from drlzero.accel import accelerate
 from drlzero.algos.base import DataParallel, Learner, QLearner
-from drlzero.algos.dqn import DQNLearner, build_q_network, compile_setting, uses_family
+from drlzero.algos.dqn import DQNLearner, compile_setting
 from drlzero.algos.rainbow import RainbowLearner
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import env_boundary, stored_spec
-from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
 from drlzero.envs import real_next_obs
 from drlzero.exploration import build_explorer
 from drlzero.masks import MaskSource
+from drlzero.nets import apply_warmup, build_q_network, make_target, param_groups, uses_family
 from drlzero.noisy import NoiseResetter, noisy_layers
 from drlzero.replay.memory import Replay
 from drlzero.replay.storage import Batch, ReplayStorage

@@ -81,9 +81,9 @@ def load_q_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
             raise CheckpointError(f"{folder}/{checkpoint} holds no Q table; is config.yaml right?")
         return QRun(cfg, run, checkpoint, None, np.asarray, tensors["q_table"].numpy())
 
-    from drlzero.algos.dqn import build_q_network
     from drlzero.encoders import env_boundary
     from drlzero.envs import make_env
+    from drlzero.nets import build_q_network
     from drlzero.utils import pick_device
 
     env = make_env(cfg.env)

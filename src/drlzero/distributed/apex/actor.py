@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from drlzero.accel import accelerate
-from drlzero.algos.dqn import build_q_network
 from drlzero.algos.rainbow import RainbowLearner, per_sample_loss
 from drlzero.config import Config
 from drlzero.distributed import require_ray
@@ -20,6 +19,7 @@ from drlzero.distributed.apex.shard import Transitions
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.envs import episode_successes, make_vec_env, real_next_obs
 from drlzero.exploration import ConstantSchedule, EpsilonGreedy
+from drlzero.nets import build_q_network
 from drlzero.replay import NStepAccumulator
 from drlzero.replay.storage import Batch
 from drlzero.utils import seed_everything

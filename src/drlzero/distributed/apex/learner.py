@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from drlzero.accel import accelerate
-from drlzero.algos.dqn import build_q_network, compile_setting
+from drlzero.algos.dqn import compile_setting
 from drlzero.algos.rainbow import RainbowLearner
 from drlzero.config import Config
 from drlzero.distributed import init_ray, require_ray
@@ -29,8 +29,8 @@ from drlzero.distributed.apex.actor import (
 )
 from drlzero.distributed.apex.shard import ReplayShard
 from drlzero.encoders import env_boundary, stored_spec
-from drlzero.encoders.pretrained import apply_warmup, make_target, param_groups
 from drlzero.envs import make_env
+from drlzero.nets import apply_warmup, build_q_network, make_target, param_groups
 from drlzero.replay.storage import Batch
 from drlzero.train.checkpoint import (
     load_module,

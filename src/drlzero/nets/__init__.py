@@ -1,0 +1,18 @@
+"""Networks apart from algorithms: the Q-network factory (:mod:`~drlzero.nets.factory`), target
+networks that share frozen weights (:mod:`~drlzero.nets.target`), and optimizer groups with
+a backbone learning rate and warm-up (:mod:`~drlzero.nets.optim`). Encoders live in
+:mod:`drlzero.encoders`, Q heads in :mod:`drlzero.heads` and :mod:`drlzero.algos.rainbow`."""
+
+from drlzero.nets.factory import build_q_network, uses_family
+from drlzero.nets.optim import apply_warmup, count_trainable, param_groups
+from drlzero.nets.target import make_target, shared_storage_bytes
+
+__all__ = [
+    "apply_warmup",
+    "build_q_network",
+    "count_trainable",
+    "make_target",
+    "param_groups",
+    "shared_storage_bytes",
+    "uses_family",
+]
