@@ -82,3 +82,14 @@ def test_uniform_allowed_is_uniform() -> None:
     a = uniform_allowed(np.random.default_rng(0), mask)
     freq = np.bincount(a, minlength=4) / len(a)
     np.testing.assert_allclose(freq, [1 / 3, 0, 1 / 3, 1 / 3], atol=0.01)
+
+
+def test_mask_source_acting_mask_every_step() -> None:
+    from drlzero.masks import MaskSource
+
+    assert MaskSource("none", 2, 3).acting({"action_mask": np.ones((2, 3))}) is None
+    src = MaskSource("info", 2, 3)
+    got = src.acting({"action_mask": np.array([[1, 0, 1], [0, 1, 0]])})
+    np.testing.assert_array_equal(got, [[True, False, True], [False, True, False]])
+    # a step whose info holds no mask allows every action
+    np.testing.assert_array_equal(src.acting({}), np.ones((2, 3), bool))

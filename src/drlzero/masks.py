@@ -139,6 +139,15 @@ class MaskSource:
             )
         return mask
 
+    def acting(self, info: dict[str, Any]) -> np.ndarray | None:
+        """The mask of the observations ``info`` came with, as an array every step (loops that
+        store it with each transition): None when off, every action allowed where the env
+        reports no mask this step."""
+        if not self.on:
+            return None
+        mask = read_mask(info, *self.shape)
+        return np.ones(self.shape, dtype=bool) if mask is None else mask
+
     def step(
         self, info: dict[str, Any], done_E: np.ndarray
     ) -> tuple[np.ndarray | None, np.ndarray | None]:

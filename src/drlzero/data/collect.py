@@ -241,9 +241,7 @@ def collect_one(
                 actions = np.where(explore, randoms, actions)
             actions = np.asarray(actions).astype(act_space.dtype, copy=False)
             next_obs, reward, term, trunc, info = envs.step(actions)
-            mask = masks.step(info, term | trunc)[0] if masks.on else None
-            if masks.on and mask is None:  # this step's info has no mask: all allowed
-                mask = np.ones((E, n_actions), bool)
+            mask = masks.acting(info)
             for i in range(E):
                 ep = cur[i]
                 ep["actions"].append(actions[i])

@@ -356,10 +356,7 @@ def distill(
                 )
                 actions = np.where(random, randoms, greedy)
                 nxt, reward, term, trunc, info = envs[i].step(actions)
-                if sources[i].on:  # the mask of nxt (all allowed where the env gives none)
-                    masks[i] = sources[i].step(info, term | trunc)[0]
-                    if masks[i] is None:
-                        masks[i] = np.ones((1, n_act), bool)
+                masks[i] = sources[i].acting(info)  # the mask of nxt
                 ep_ret[i] += reward[0]
                 ep_len[i] += 1
                 if term[0] or trunc[0]:

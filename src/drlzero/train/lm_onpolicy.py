@@ -120,11 +120,6 @@ def train_lmppo(
     actor = LMPolicyActor(net, device)
     masks = MaskSource(cfg.env.action_mask, E, A)  # env.action_mask, as for DQN and PPO
 
-    def acting_mask(info: dict[str, Any], done: np.ndarray) -> np.ndarray | None:
-        """The mask of the observations ``info`` came with (all allowed where it has none)."""
-        mask = masks.step(info, done)[0]
-        return np.ones((E, A), bool) if masks.on and mask is None else mask
-
     raw, info = envs.reset(seed=t.seed)
     obs, mask = np.asarray(raw), masks.reset(info)
     storage = RolloutBuffer(
@@ -197,7 +192,7 @@ def train_lmppo(
                     final_values[boot] = actor.value(np.asarray(finals))
                 storage.add(obs, actions, logp, values, reward, term, done, final_values, mask)
                 run.track(reward, done, info)
-                obs, mask = np.asarray(raw), acting_mask(info, done)
+                obs, mask = np.asarray(raw), masks.acting(info)
             storage.finish(actor.value(obs), p.gamma, p.gae_lambda)
             net.train()
             frac = max(1.0 - updates / num_updates, 0.0) if p.anneal_lr else 1.0

@@ -80,11 +80,6 @@ def train_ppo(
         )
     masks = MaskSource(cfg.env.action_mask, E, A or 0)  # off: every mask is None
 
-    def acting_mask(info: dict[str, Any], done: np.ndarray) -> np.ndarray | None:
-        """The mask of the observations ``info`` came with (all allowed where it has none)."""
-        mask = masks.step(info, done)[0]
-        return np.ones((E, A or 0), bool) if masks.on and mask is None else mask
-
     def observe(raw: Any, update: bool) -> np.ndarray:
         """Raw observations -> what the network reads (env boundary, then normalisation)."""
         return obs_norm(np.asarray(prep(raw)), update=update)
@@ -165,7 +160,7 @@ def train_ppo(
                 storage.add(obs, actions, logp, values, scaled, term, done, final_values, mask)
                 run.track(reward, done, info)  # E env steps; episode returns (unscaled)
                 obs = observe(raw, update=True)
-                mask = acting_mask(info, done)
+                mask = masks.acting(info)
             # -- learn: GAE, then minibatch epochs
             storage.finish(policy.value(obs), p.gamma, p.gae_lambda)
             lr = p.lr * max(1.0 - updates / num_updates, 0.0) if p.anneal_lr else p.lr
