@@ -17,12 +17,18 @@ The CleanRL-style loop is written here after the structure of CleanRL's
 squashed into [-5, 2], actions rescaled by the Box bounds), with the shared settings above.
 
 Usage:
-    python benchmarks/sac_vs_sb3.py [--env pendulum|halfcheetah] [--seeds 3] [--steps 20000]
-        [--eval-episodes 10]
+    python benchmarks/sac_vs_sb3.py [--env pendulum|halfcheetah|pendulum-cleanrl] [--seeds 3]
+        [--steps 20000] [--eval-episodes 10]
     python benchmarks/sac_vs_sb3.py --smoke   # 1 seed, 120 env steps (20 updates), 1 episode
 
 ``--env halfcheetah`` runs the ``halfcheetah-sac`` preset's settings (the Zoo's MuJoCo ones:
 lr 3e-4, learning_starts 10000) on HalfCheetah-v5 instead (extra ``mujoco``).
+
+``--env pendulum-cleanrl`` runs CleanRL's ``sac_continuous_action.py`` defaults on Pendulum-v1:
+policy lr 3e-4, critic and alpha lr 1e-3, learning_starts 5000, delayed policy updates
+(``policy_frequency`` 2: every second critic step, two actor and alpha steps), alpha autotuned
+from 1.0 (log alpha starts at 0), batch 256, buffer 1e6, tau 0.005, gamma 0.99. SB3's SAC has no
+delayed policy update, so that setting compares drlzero with the CleanRL-style loop only.
 
 Stable-Baselines3 is the ``bench`` extra; without it the SB3 arm is skipped. Writes
 ``benchmarks/results/sac_vs_sb3/sac_vs_sb3.json`` (``sac_vs_sb3_halfcheetah.json``; or under
@@ -50,12 +56,31 @@ import drlzero
 from drlzero.config import Config, load_config
 
 SCRIPT = "sac_vs_sb3"
-# --env: the preset whose settings every side runs, and its env
-SETTINGS = {
-    "pendulum": ("pendulum-sac", "Pendulum-v1"),
-    "halfcheetah": ("halfcheetah-sac", "HalfCheetah-v5"),
+# --env: the preset whose settings every side runs, its env, overrides of the preset's settings,
+# the settings' source (printed and saved) and whether SB3 can run them
+SETTINGS: dict[str, tuple[str, str, list[str], str, bool]] = {
+    "pendulum": ("pendulum-sac", "Pendulum-v1", [], "RL Zoo", True),
+    "halfcheetah": ("halfcheetah-sac", "HalfCheetah-v5", [], "RL Zoo", True),
+    "pendulum-cleanrl": (
+        "pendulum-sac",
+        "Pendulum-v1",
+        [
+            "sac.actor_lr=0.0003",
+            "sac.critic_lr=0.001",
+            "sac.alpha_lr=0.001",
+            "sac.learning_starts=5000",
+            "sac.policy_frequency=2",
+            "sac.init_alpha=1.0",
+            "sac.batch_size=256",
+            "sac.buffer_size=1000000",
+            "sac.tau=0.005",
+            "sac.gamma=0.99",
+        ],
+        "CleanRL sac_continuous_action.py",
+        False,
+    ),
 }
-PRESET, ENV_ID = SETTINGS["pendulum"]
+PRESET, ENV_ID, OVERRIDES, SOURCE, SB3_OK = SETTINGS["pendulum"]
 # --smoke: 120 env steps, the first 100 random (the preset's learning_starts), so each arm makes
 # 20 gradient updates; one 200-step evaluation episode
 SMOKE_STEPS, SMOKE_EVAL_EPISODES = 120, 1
@@ -70,7 +95,8 @@ QUIET = [
 
 def preset(seed: int, steps: int) -> Config:
     return load_config(
-        PRESET, overrides=[*QUIET, f"train.seed={seed}", f"train.total_steps={steps}"]
+        PRESET,
+        overrides=[*OVERRIDES, *QUIET, f"train.seed={seed}", f"train.total_steps={steps}"],
     )
 
 
@@ -279,8 +305,8 @@ def main() -> None:
     ap.add_argument("--libs", default="drlzero,sb3,cleanrl")
     add_result_args(ap)
     args = ap.parse_args()
-    global PRESET, ENV_ID
-    PRESET, ENV_ID = SETTINGS[args.env]
+    global PRESET, ENV_ID, OVERRIDES, SOURCE, SB3_OK
+    PRESET, ENV_ID, OVERRIDES, SOURCE, SB3_OK = SETTINGS[args.env]
     if args.smoke:
         args.seeds, args.steps, args.eval_episodes = 1, SMOKE_STEPS, SMOKE_EVAL_EPISODES
     torch.set_num_threads(1)
@@ -288,11 +314,14 @@ def main() -> None:
     unknown = sorted(set(libs) - set(RUNNERS))
     if unknown:
         ap.error(f"--libs: unknown {', '.join(unknown)}; choose from {', '.join(RUNNERS)}")
+    if "sb3" in libs and not SB3_OK:
+        print(f"SB3's SAC cannot run {SOURCE}'s settings (no delayed policy update): SB3 skipped")
+        libs.remove("sb3")
     if "sb3" in libs and importlib.util.find_spec("stable_baselines3") is None:
         print("stable-baselines3 is not installed (pip install -e '.[bench]'): SB3 arm skipped")
         libs.remove("sb3")
     rows: dict[str, list[dict[str, float]]] = {lib: [] for lib in libs}
-    print(f"{ENV_ID}, RL Zoo SAC settings, {args.steps} env steps, 1 torch thread")
+    print(f"{ENV_ID}, {SOURCE} SAC settings, {args.steps} env steps, 1 torch thread")
     print(f"{'seed':>4} {'lib':>8} {'steps/s':>9} {'loop s':>8} {'return':>9}")
     for seed in range(args.seeds):
         for lib in libs:
@@ -319,7 +348,9 @@ def main() -> None:
         "seeds": args.seeds,
         "eval_episodes": args.eval_episodes,
         "preset": PRESET,
-        "settings": load_config(PRESET).to_dict()["sac"],
+        "source": SOURCE,
+        "overrides": OVERRIDES,
+        "settings": load_config(PRESET, overrides=OVERRIDES).to_dict()["sac"],
         "runs": rows,
         "summary": summary,
     }

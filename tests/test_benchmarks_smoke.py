@@ -51,6 +51,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
     "ppo_vs_sb3": ([], ["cartpole"], ()),
     "sac_vs_sb3": ([], ["sac_vs_sb3"], ()),
     "smarthome_shield": ([], ["steps300"], ()),
+    "speed_across_trees": ([], ["speed_across_trees"], ()),
     "tune_cartpole": ([], ["cartpole-dqn"], ("optuna",)),
 }
 # Scripts in benchmarks/ that measure nothing themselves (tested below, not smoke-run).
