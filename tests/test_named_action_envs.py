@@ -101,7 +101,7 @@ def _expected_valid(game: TextTreasure) -> set[str]:
 
 
 def _mask_walk(env: TextTreasureNamed, seeds: range, steps: int = 30):
-    """Yield (env, mask) over episodes of uniformly random allowed actions."""
+    """Yield the mask of every state of episodes of uniformly random allowed actions."""
     for seed in seeds:
         rng = np.random.default_rng(seed)
         _, info = env.reset(seed=seed)

@@ -98,9 +98,13 @@ class TextTreasureNamed(gym.Wrapper):
             max_actions=len(TEXT_TREASURE_ACTIONS),
         )
         super().__init__(game)
-        self.game = game
         self.observation_space = game.observation_space["text"]
         self.action_space = gym.spaces.Discrete(len(TEXT_TREASURE_ACTIONS))
+
+    @property
+    def game(self) -> TextTreasure:
+        """The wrapped game (a property, so no second reference to it is kept as state)."""
+        return self.env  # type: ignore[return-value]
 
     def action_mask(self) -> np.ndarray:
         """(7,) bools: True for the strings the game offers in its current state."""
