@@ -142,9 +142,11 @@ from drlzero.envs import scenarios as _scenarios  # noqa: E402, F401  (registers
 
 
 def _register_own_envs() -> None:
+    from drlzero.envs.named import register as register_named
     from drlzero.envs.text import register
 
     register()
+    register_named()
 
 
 _register_own_envs()
