@@ -18,6 +18,7 @@ squashed into [-5, 2], actions rescaled by the Box bounds), with the shared sett
 
 Usage:
     python benchmarks/sac_vs_sb3.py [--env pendulum|halfcheetah|pendulum-cleanrl] [--seeds 3]
+        [--first-seed 0]
         [--steps 20000] [--eval-episodes 10]
     python benchmarks/sac_vs_sb3.py --smoke   # 1 seed, 120 env steps (20 updates), 1 episode
 
@@ -300,6 +301,7 @@ def main() -> None:
     )
     ap.add_argument("--env", choices=sorted(SETTINGS), default="pendulum")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run from this one up")
     ap.add_argument("--steps", type=int, default=20_000, help="env steps per run")
     ap.add_argument("--eval-episodes", type=int, default=10)
     ap.add_argument("--libs", default="drlzero,sb3,cleanrl")
@@ -323,7 +325,7 @@ def main() -> None:
     rows: dict[str, list[dict[str, float]]] = {lib: [] for lib in libs}
     print(f"{ENV_ID}, {SOURCE} SAC settings, {args.steps} env steps, 1 torch thread")
     print(f"{'seed':>4} {'lib':>8} {'steps/s':>9} {'loop s':>8} {'return':>9}")
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for lib in libs:
             r = RUNNERS[lib](seed, args.steps, args.eval_episodes)
             rows[lib].append({"seed": seed, **r})
@@ -346,6 +348,7 @@ def main() -> None:
         "env": ENV_ID,
         "steps": args.steps,
         "seeds": args.seeds,
+        "first_seed": args.first_seed,
         "eval_episodes": args.eval_episodes,
         "preset": PRESET,
         "source": SOURCE,
@@ -355,6 +358,8 @@ def main() -> None:
         "summary": summary,
     }
     name = SCRIPT if args.env == "pendulum" else f"{SCRIPT}_{args.env}"
+    if args.first_seed:
+        name += f"_from_seed{args.first_seed}"
     print("wrote", write_result(SCRIPT, name, report, out_dir=out_dir_for(args)))
 
 
