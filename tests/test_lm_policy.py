@@ -289,7 +289,7 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(
 ) -> None:
     from safetensors.torch import load_file
 
-    from drlzero.train.lm_onpolicy import LMPolicyActor
+    from drlzero.algos.lm_policy import LMPolicyActor
 
     extra = ("train.total_steps=96", "train.checkpoint_freq=32", "train.log_freq=32")
     full = drlzero.train(load_config(overrides=_overrides(lm_dir, *extra)), out=tmp_path / "full")
