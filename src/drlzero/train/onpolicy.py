@@ -107,7 +107,7 @@ class PPOAgent(Protocol):
         ...
 
     def scalars(self) -> dict[str, float]:
-        """The agent's own columns of a metrics row."""
+        """The agent's own scalars, logged with each metrics row."""
         ...
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
