@@ -4,8 +4,9 @@ LM policy of a run for evaluation (:func:`load_lm_policy`).
 :class:`LMPPOAgent` is a :class:`~drlzero.train.onpolicy.PPOAgent`: observations are token ids
 (the env's words, e.g. ``drlzero/BabyAIText-v0`` with ``env.kwargs.tokenizer`` =
 ``lm.model_path``) stored as they come, actions are the names in ``lm.actions``, rewards are not
-scaled, acting runs the LM in eval mode (no LoRA dropout; dropout only in the update), and the
-learner accumulates gradients over micro-batches (:class:`~drlzero.algos.lm_policy.LMPPOLearner`).
+scaled (config refuses ``ppo.normalize_obs`` and ``ppo.normalize_reward`` for ``lmppo``),
+acting runs the LM in eval mode (no LoRA dropout; dropout only in the update), and the learner
+accumulates gradients over micro-batches (:class:`~drlzero.algos.lm_policy.LMPPOLearner`).
 
 Its part of a checkpoint is only what trains (``lm.<name>``: LoRA adapters and heads; every LM
 weight under ``lm.mode=full``) plus the SHA-256 of the base model's weight files: loading it on a
@@ -88,18 +89,12 @@ class LMPPOAgent:
     title = "LM-policy PPO"
 
     def __init__(self, cfg: Config, envs: Any, device: torch.device) -> None:
-        p = cfg.ppo
-        if p.normalize_obs or p.normalize_reward:
-            raise ConfigError(
-                "algo=lmppo reads token ids and learns from raw rewards; "
-                "set ppo.normalize_obs=false and ppo.normalize_reward=false"
-            )
         obs_space = envs.single_observation_space
         self.num_actions: int | None = check_spaces(cfg, obs_space, envs.single_action_space)
         self.net, self.sha = build_lm_actor_critic(cfg, self.num_actions, device)
         self.trainable, self.total = count_params(self.net)
         self.learner = LMPPOLearner(
-            self.net, p, micro_batch=cfg.lm.micro_batch, value_lr=cfg.lm.value_lr
+            self.net, cfg.ppo, micro_batch=cfg.lm.micro_batch, value_lr=cfg.lm.value_lr
         )
         self.optimizer = self.learner.optimizer
         self.actor = LMPolicyActor(self.net, device)
