@@ -47,6 +47,7 @@ from drlzero.encoders import env_boundary, stored_spec
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.envs.text import stack_obs
 from drlzero.errors import UserError
+from drlzero.lmpolicy.agent import LMPPOAgent
 from drlzero.masks import MaskSource
 from drlzero.rollout import ObsNormalizer, RewardScaler, RolloutBuffer
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
@@ -211,8 +212,6 @@ def build_agent(
 ) -> PPOAgent:
     """The agent ``cfg.algo`` names (``ppo`` or ``lmppo``) for the training envs ``envs``."""
     if cfg.algo == "lmppo":  # config allows data-parallel learning for algo=ppo only
-        from drlzero.lmpolicy.agent import LMPPOAgent
-
         return LMPPOAgent(cfg, envs, device)
     return NetPPOAgent(cfg, envs, device, dp)
 
