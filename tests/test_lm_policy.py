@@ -289,7 +289,7 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(
 ) -> None:
     from safetensors.torch import load_file
 
-    from drlzero.train.lm_onpolicy import LMPolicyActor
+    from drlzero.algos.lm_policy import LMPolicyActor
 
     extra = ("train.total_steps=96", "train.checkpoint_freq=32", "train.log_freq=32")
     full = drlzero.train(load_config(overrides=_overrides(lm_dir, *extra)), out=tmp_path / "full")
@@ -392,6 +392,13 @@ def test_cli_errors_for_the_lm_policy(tmp_path: Path, capsys, lm_dir: Path) -> N
     assert "lm.normalize='mean' is not one of" in err and "Traceback" not in err
     assert main(["train", "babyai-gotoobj-lmpolicy", "env.kwargs={tokenizer: minilm}"]) == 2
     assert "differ" in capsys.readouterr().err
+    # token ids cannot be standardised, and the LM's checkpoint keeps no reward moments
+    out = str(tmp_path / "x")
+    for key in ("ppo.normalize_obs", "ppo.normalize_reward"):
+        assert main(["train", "babyai-gotoobj-lmpolicy", f"{key}=true", "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert "set ppo.normalize_obs=false and ppo.normalize_reward=false" in err
+    assert not (tmp_path / "x").exists()  # refused before a run directory is made
     # a DQN run has no named actions to rename
     drlzero.train(
         "cartpole-dqn",

@@ -179,9 +179,9 @@ def _run(
 
         return train_ppo(cfg, run_dir, resume=resume, on_eval=on_eval)
     if cfg.algo == "lmppo":
-        from drlzero.train.lm_onpolicy import train_lmppo
+        from drlzero.train.onpolicy import train_ppo
 
-        return train_lmppo(cfg, run_dir, resume=resume, on_eval=on_eval)
+        return train_ppo(cfg, run_dir, resume=resume, on_eval=on_eval)
     if cfg.algo == "sac":
         from drlzero.train.sac_loop import train_sac
 
@@ -267,7 +267,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     if cfg.algo == "ppo":
         return _ppo_agent(cfg, tensors, _meta, checkpoint, device)
     if cfg.algo == "lmppo":  # the LM policy: argmax over the named, allowed actions
-        from drlzero.train.lm_onpolicy import load_lm_policy
+        from drlzero.lmpolicy.agent import load_lm_policy
 
         actor = load_lm_policy(cfg, tensors, _meta, device)
         masked = cfg.env.action_mask != "none"
@@ -497,8 +497,8 @@ def evaluate_zero_shot(
     """
     import torch
 
+    from drlzero.lmpolicy.agent import load_lm_policy
     from drlzero.lmpolicy.splits import random_named_policy
-    from drlzero.train.lm_onpolicy import load_lm_policy
 
     if episodes <= 0:
         raise UserError(f"--episodes {episodes} must be a positive number of episodes")

@@ -483,6 +483,12 @@ class Config:
             raise ConfigError(f"lm.actions={names!r} repeats a name; each action needs its own")
         if "{actions}" not in c.header and "{" in c.header:
             raise ConfigError("lm.header may hold only the {actions} placeholder")
+        p = self.ppo
+        if self.algo == "lmppo" and (p.normalize_obs or p.normalize_reward):
+            raise ConfigError(
+                "algo=lmppo reads token ids and learns from raw rewards; "
+                "set ppo.normalize_obs=false and ppo.normalize_reward=false"
+            )
         tok = self.env.kwargs.get("tokenizer")
         if self.algo == "lmppo" and tok is not None and str(tok) != c.model_path:
             raise ConfigError(

@@ -367,6 +367,37 @@ class LMActorCritic(nn.Module):
         return [p for m in mods for p in m.parameters()]
 
 
+class LMPolicyActor:
+    """The acting side: token ids (+ masks) -> actions, log-probs, values (NumPy)."""
+
+    def __init__(self, net: LMActorCritic, device: torch.device) -> None:
+        self.net, self.device = net, device
+
+    def _mask(self, mask: np.ndarray | None) -> torch.Tensor | None:
+        return None if mask is None else torch.as_tensor(mask, device=self.device)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        dist, value = self.net(obs, self._mask(mask))
+        a = dist.sample()
+        return a.cpu().numpy(), dist.log_prob(a).cpu().numpy(), value.cpu().numpy()
+
+    @torch.no_grad()
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        return self.net.value(obs).cpu().numpy()
+
+    @torch.no_grad()
+    def greedy(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        dist, _ = self.net(obs, self._mask(mask))
+        return dist.mode().cpu().numpy()
+
+    @torch.no_grad()
+    def probs(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """(B, num_actions) action probabilities (0 for masked and unnamed actions)."""
+        dist, _ = self.net(obs, self._mask(mask))
+        return dist.cats[0].probs.cpu().numpy()
+
+
 def adapt_lm(
     lm: nn.Module, mode: str, *, r: int, alpha: float, dropout: float, targets: Sequence[str]
 ) -> nn.Module:

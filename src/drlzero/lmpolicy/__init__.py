@@ -1,3 +1,3 @@
-"""The language model as the policy: loading the model (:mod:`.model`) and the evaluation
-splits (:mod:`.splits`); the scoring and the learner are :mod:`drlzero.algos.lm_policy`, the
-loop :mod:`drlzero.train.lm_onpolicy`."""
+"""The language model as the policy: loading the model (:mod:`.model`), the evaluation splits
+(:mod:`.splits`) and what ``algo: lmppo`` plugs into the PPO loop (:mod:`.agent`); the scoring
+and the learner are :mod:`drlzero.algos.lm_policy`, the loop :mod:`drlzero.train.onpolicy`."""
