@@ -322,7 +322,7 @@ def test_preset_names_the_envs_actions(preset: str) -> None:
 
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_masked_actions_get_zero_probability_from_the_lm_policy(preset: str, lm_dir: Path) -> None:
-    from drlzero.train.lm_onpolicy import load_lm_policy
+    from drlzero.lmpolicy.agent import load_lm_policy
 
     names, _ = PRESETS[preset]
     cfg = _tiny(preset, lm_dir, load_config(preset).env.id)
