@@ -155,7 +155,9 @@ def test_evaluate_to_dict_is_the_cli_json_and_indexes_like_a_dict(
     assert {k: v for k, v in written.items() if k != "checkpoint"} == printed
     assert isinstance(res, drlzero.EvalResult) and res.run_dir == run.run_dir
     assert res["episodes"] == 3 and res.get("nope") is None and res == printed  # dict access
-    assert dict(res) == printed and {**res} == printed
+    assert dict(res) == printed and {**res} == printed and json.loads(json.dumps(res)) == printed
+    with pytest.raises(TypeError, match="read-only"):
+        res["mean_return"] = 0.0  # type: ignore[index]
     # the default seed is the one place's: train.seed + REPORT_SEED_OFFSET
     same = drlzero.evaluate(run.run_dir, episodes=3, seed=report_seed(3), write=False)
     assert same == res

@@ -224,7 +224,7 @@ def _check_distributed(cfg: Config, ray_address: str | None) -> None:
 #: A batch of observations, as the env gives them with a leading batch axis ``B``: an array
 #: ``(B, *obs_shape)`` (token ids for text envs), or for Dict observations (multimodal) a mapping
 #: of such arrays, one per key.
-ObsBatch: TypeAlias = "np.ndarray | Mapping[str, np.ndarray]"
+ObsBatch: TypeAlias = np.ndarray | Mapping[str, np.ndarray]
 
 
 class Agent:

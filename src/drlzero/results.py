@@ -4,7 +4,8 @@ Every call that runs something (``train``, ``evaluate``, ``collect``, ``record``
 :class:`Result`: the run directory it wrote or read (``run_dir``, None when there is none) and
 ``to_dict()``, the JSON-able data the matching CLI command prints with ``--json`` (or prints as
 its one line of output). Results whose data was a plain dict before (evaluations, the pretraining
-summary, the sweep summary) are read-only mappings, so ``result["mean_return"]`` keeps working.
+summary, the sweep summary) are read-only dicts, so ``result["mean_return"]`` and
+``json.dumps(result)`` keep working.
 
 Example:
     >>> r = EvalResult({"mean_return": 9.5, "episodes": 2}, run_dir=None)
@@ -17,7 +18,7 @@ from __future__ import annotations
 import abc
 import copy
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -34,28 +35,33 @@ class Result(abc.ABC):
         """The JSON-able data of this result, exactly as the CLI prints it."""
 
 
-@dataclass(frozen=True, eq=False)
-class MappingResult(Result, Mapping[str, Any]):
-    """A result that is a read-only mapping of JSON-able values (``result[key]``, ``.get``,
-    ``dict(result)``); it compares equal to a dict holding the same items."""
+@dataclass(frozen=True, eq=False, repr=False)
+class MappingResult(dict, Result):  # type: ignore[type-arg]
+    """A result that is a read-only dict of JSON-able values, as these results were plain dicts
+    before: ``result[key]``, ``.get``, ``{**result}``, ``json.dumps(result)`` and comparing
+    with a dict all work; changing it raises TypeError (:meth:`to_dict` gives a copy to
+    change)."""
 
     data: Mapping[str, Any]
     run_dir: Path | None = None
 
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
+    def __post_init__(self) -> None:
+        dict.update(self, self.data)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and deepcopy rebuild it, never mutate it
+        return (type(self), (dict(self), self.run_dir))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({dict(self.data)!r}, run_dir={self.run_dir!r})"
+        return f"{type(self).__name__}({dict(self)!r}, run_dir={self.run_dir!r})"
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"a {type(self).__name__} is read-only; change a copy: result.to_dict()")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
 
     def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(dict(self.data))
+        return copy.deepcopy(dict(self))
 
 
 class EvalResult(MappingResult):
