@@ -113,6 +113,6 @@ def test_eval_reports_splits_random_policy_and_retention(tmp_path: Path, fast) -
     # same env and seed: the same episodes.
     from drlzero.api import load_agent
 
-    cfg = load_agent(tmp_path / "run", "best").config
+    cfg = load_agent(tmp_path / "run", checkpoint="best").config
     base = evaluate_baseline(cfg.env, "random", episodes=2, seed=cfg.train.seed + 20000)
     assert out["random_mean_return"] == pytest.approx(base["mean_return"])

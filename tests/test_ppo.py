@@ -592,7 +592,7 @@ def test_cli_algo_flag_list_and_bad_mask(tmp_path: Path, capsys) -> None:
 def test_record_box_actions(tmp_path: Path, fast) -> None:
     result = _run(tmp_path, fast, "env.id=Pendulum-v1", "train.total_steps=32",
                   "env.max_episode_steps=20")  # fmt: skip
-    assert drlzero.record(result.run_dir).is_file()
+    assert drlzero.record(result.run_dir).path.is_file()
 
 
 # ---------------------------------------------------------------------------------------------

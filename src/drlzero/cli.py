@@ -200,17 +200,7 @@ def _tune(args: argparse.Namespace) -> int:
         pruner=args.pruner,
         study_name=args.study_name,
     )
-    summary = {
-        "study_dir": str(result.study_dir),
-        "best_value": result.best_value,
-        "best_params": result.best_params,
-        "best_trial": result.best_trial,
-        "best_config": str(result.best_config),
-        "trials": result.trials,
-        "pruned": result.pruned,
-        "new_trials": result.new_trials,
-    }
-    print(json.dumps(summary))
+    print(json.dumps(result.to_dict()))
     return 0
 
 
@@ -277,7 +267,7 @@ def _add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from drlzero.api import summary_of, train
+    from drlzero.api import train
     from drlzero.config import load_config
 
     if args.resume:
@@ -332,25 +322,24 @@ def _train(args: argparse.Namespace) -> int:
             overrides.append(f"distributed.actors={args.actors}")
         cfg = load_config(args.preset, overrides=overrides)
         result = train(cfg, out=args.out, ray_address=args.ray_address)
-    print(json.dumps(summary_of(result)))
+    print(json.dumps(result.to_dict()))
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from drlzero.distributed.sweep import parse_grid, parse_seeds, sweep
+    from drlzero.api import sweep
+    from drlzero.distributed.sweep import parse_grid, parse_seeds
 
-    overrides = list(args.overrides)
-    if args.total_steps is not None:
-        overrides.append(f"train.total_steps={args.total_steps}")
-    summary = sweep(
+    result = sweep(
         args.preset,
         seeds=parse_seeds(args.seeds),
         grid=parse_grid(args.grid),
-        overrides=overrides,
+        overrides=list(args.overrides),
+        total_steps=args.total_steps,
         out=args.out,
         ray_address=args.ray_address,
     )
-    print(json.dumps(summary))
+    print(json.dumps(result.to_dict()))
     return 0
 
 
@@ -362,7 +351,7 @@ def _eval(args: argparse.Namespace) -> int:
             raise UserError("--zero-shot PRESET takes no run directory and no --baseline")
         result = evaluate_zero_shot(args.zero_shot, episodes=args.episodes, seed=args.seed)
         if args.json:
-            print(json.dumps(result))
+            print(json.dumps(result.to_dict()))
         else:
             print(
                 f"{result['episodes']} episodes: zero-shot success "
@@ -388,7 +377,7 @@ def _eval(args: argparse.Namespace) -> int:
             held_out=args.held_out,
         )
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result.to_dict()))
     else:
         sr = result["success_rate"]
         print(
@@ -420,9 +409,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _convert_lm(args: argparse.Namespace) -> int:
-    from drlzero.lmpolicy.model import convert_gguf
+    from drlzero.api import convert_lm
 
-    print(convert_gguf(args.gguf, args.out, force=args.force))
+    print(convert_lm(args.gguf, out=args.out, force=args.force))
     return 0
 
 
@@ -454,9 +443,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     weights = None
     if args.weights:
         weights = _number_list(args.weights, float, "--weights", "comma-separated numbers")
-    summary = pretrain(
+    result = pretrain(
         args.data,
-        args.out,
+        out=args.out,
         objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
         weights=weights,
         steps=args.steps,
@@ -472,7 +461,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         seed=args.seed,
         log_every=args.log_every,
     )
-    print(json.dumps(summary))
+    print(json.dumps(result.to_dict()))
     return 0
 
 
@@ -532,32 +521,27 @@ def preset_combination(cfg: Any) -> str:
 
 
 def _list(_args: argparse.Namespace) -> int:
-    from drlzero.config import ALGOS, load_config, preset_names, preset_summary
-    from drlzero.encoders import ENCODERS
-    from drlzero.envs import registered_env_ids
-    from drlzero.envs.baselines import BASELINES
+    from drlzero.api import catalog
 
+    cat = catalog()
     print("presets (name: what it combines, then what it reaches):")
-    for name in preset_names():
-        try:
-            combo = preset_combination(load_config(name))
-        except UserError as exc:  # a preset this install cannot load still shows its text
-            combo = f"(cannot load: {exc})"
-        print(f"  {name:<34} {combo}")
-        print(f"  {'':<34} {preset_summary(name)}")
-    print("algorithms:  " + ", ".join(ALGOS))
+    for name, preset in cat.presets.items():
+        print(f"  {name:<34} {preset['combination']}")
+        print(f"  {'':<34} {preset['summary']}")
+    print("algorithms:  " + ", ".join(cat.algorithms))
     print("DQN family (algo=dqn; any combination of these switches; Rainbow = all six):")
-    for setting, doc in DQN_SWITCHES:
+    for setting, doc in cat.dqn_switches.items():
         print(f"  {setting:<34} {doc}")
     print(f"  {'Rainbow':<34} all six on (Hessel et al. 2018), e.g. the cartpole-rainbow preset")
-    print("encoders:    auto, " + ", ".join(ENCODERS))
-    print("explorers:   epsilon_greedy, softmax (schedules: constant, linear, exponential)")
+    print("encoders:    auto, " + ", ".join(cat.encoders))
+    explorers = ", ".join(cat.explorers)
+    print(f"explorers:   {explorers} (schedules: constant, linear, exponential)")
     print("baselines ('drlzero eval --baseline NAME --env ENV'):")
     print(f"  {'random':<34} uniform random actions, every env (the chance level)")
-    for env_id, table in sorted(BASELINES.items()):
+    for env_id, table in cat.baselines.items():
         print(f"  {env_id:<34} {', '.join(table)}")
     print("environments (Gymnasium registry):")
-    ids = registered_env_ids()
+    ids = cat.environments
     for i in range(0, len(ids), 4):
         print("  " + "  ".join(f"{x:<28}" for x in ids[i : i + 4]).rstrip())
     return 0
@@ -565,9 +549,8 @@ def _list(_args: argparse.Namespace) -> int:
 
 def _collect(args: argparse.Namespace) -> int:
     from drlzero.api import collect
-    from drlzero.data.collect import summary
 
-    paths = collect(
+    result = collect(
         args.env,
         args.policy,
         out=args.out,
@@ -577,8 +560,8 @@ def _collect(args: argparse.Namespace) -> int:
         seed=args.seed,
         num_envs=args.num_envs,
     )
-    for path in paths:
-        print(json.dumps(summary(path)))
+    for line in result.to_dict()["datasets"]:  # one JSON line per dataset
+        print(json.dumps(line))
     return 0
 
 
@@ -603,7 +586,7 @@ def _distill(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    r = res.report
+    r = res.to_dict()
     if args.json:
         print(json.dumps(r))
         return 0

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -880,3 +881,15 @@ def read_config(path: Path) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text file (corrupt?); fix or replace it") from None
     return config_from_dict(_read_yaml_text(text, origin=str(path)))
+
+
+def with_overrides(cfg: Config, overrides: list[str] | None = None) -> Config:
+    """A validated copy of ``cfg`` with ``section.key=value`` strings applied (values parsed as
+    YAML, as :func:`load_config` parses them); ``cfg`` itself is left as it was."""
+    out = copy.deepcopy(cfg)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, _, raw = item.partition("=")
+        set_key(out, key.strip(), _parse_value(raw))
+    return out.validate()

@@ -563,9 +563,10 @@ def explain_run(
     """Play the greedy episode ``drlzero record`` plays first, and explain it."""
     import torch
 
-    from drlzero.api import RECORD_SEED_OFFSET, Episode, load_agent, play_episode
+    from drlzero.api import Episode, load_agent, play_episode
     from drlzero.envs import make_env
     from drlzero.explain import integrated_gradients
+    from drlzero.train.run import RECORD_SEED_OFFSET
 
     agent = load_agent(run.path)
     cfg = agent.config

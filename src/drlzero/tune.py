@@ -42,8 +42,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from drlzero.checks import make_out_dir
-from drlzero.config import Config, all_keys, load_config, save_config, set_key
+from drlzero.config import Config, all_keys, load_config, save_config, set_key, with_overrides
 from drlzero.errors import ConfigError, UserError
+from drlzero.results import Result
 
 if TYPE_CHECKING:
     import optuna
@@ -185,9 +186,10 @@ def _choice(text: str) -> Any:
     return value
 
 
-@dataclass
-class TuneResult:
-    """What :func:`drlzero.api.tune` returns."""
+@dataclass(frozen=True)
+class TuneResult(Result):
+    """What :func:`drlzero.tune` returns; :meth:`to_dict` is the line ``drlzero tune`` prints.
+    ``run_dir`` is the best trial's run directory (None if the study did not record it)."""
 
     study_dir: Path
     best_value: float
@@ -197,6 +199,19 @@ class TuneResult:
     trials: int  # finished trials in the study (complete + pruned)
     pruned: int
     new_trials: int  # trials this call ran
+    run_dir: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study_dir": str(self.study_dir),
+            "best_value": self.best_value,
+            "best_params": dict(self.best_params),
+            "best_trial": self.best_trial,
+            "best_config": str(self.best_config),
+            "trials": self.trials,
+            "pruned": self.pruned,
+            "new_trials": self.new_trials,
+        }
 
 
 def _make_pruner(optuna: Any, pruner: Any, total_steps: int) -> Any:
@@ -252,8 +267,10 @@ def tune(
     optuna = require_optuna()
     if trials < 1:
         raise UserError(f"--trials {trials} must be >= 1")
-    base = preset if isinstance(preset, Config) else load_config(preset, overrides=overrides)
-    base = copy.deepcopy(base)
+    if isinstance(preset, Config):  # a copy: the caller's config is left as it was
+        base = with_overrides(preset, overrides)
+    else:
+        base = load_config(preset, overrides=overrides)
     if total_steps is not None:
         if total_steps < 1:
             raise UserError(f"--total-steps {total_steps} must be >= 1")
@@ -412,4 +429,5 @@ def _write_results(
         trials=len(complete) + pruned,
         pruned=pruned,
         new_trials=new_trials,
+        run_dir=Path(best.user_attrs["run_dir"]) if best.user_attrs.get("run_dir") else None,
     )

@@ -72,10 +72,10 @@ def _run_trial(preset: str, overrides: list[str], out: str) -> dict[str, Any]:
     """One trial inside a Ray worker: a normal training run, one torch thread."""
     import torch
 
-    from drlzero.api import summary_of, train
+    from drlzero.api import train
 
     torch.set_num_threads(1)
-    return summary_of(train(preset, out=out, overrides=overrides))
+    return train(preset, out=out, overrides=overrides).to_dict()
 
 
 def sweep(

@@ -13,6 +13,7 @@ several teachers it is task 0's, and ``tasks/<i>-<env>/`` holds one such directo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -43,9 +44,10 @@ from drlzero.errors import ConfigError, UserError
 from drlzero.heads import QNetwork
 from drlzero.masks import MaskSource, uniform_allowed
 from drlzero.nets import build_q_network
+from drlzero.results import Result
 from drlzero.train.checkpoint import load_checkpoint, load_module, module_tensors, save_checkpoint
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.run import EVAL_SEED_OFFSET, REPORT_SEED_OFFSET, Run, json_safe, write_eval_json
+from drlzero.train.run import EVAL_SEED_OFFSET, Run, json_safe, report_seed, write_eval_json
 from drlzero.train.teacher import QRun, load_q_run
 from drlzero.utils import seed_everything
 
@@ -150,12 +152,16 @@ def _flag(key: str) -> str:
     return _FLAGS.get(key, f"{key}=")
 
 
-@dataclass
-class DistillResult:
-    """What :func:`distill` returns: the run directory and the report of ``distill.json``."""
+@dataclass(frozen=True)
+class DistillResult(Result):
+    """What :func:`distill` returns: the student's run directory and the report of
+    ``distill.json`` (:meth:`to_dict`, what ``drlzero distill --json`` prints)."""
 
     run_dir: Path
     report: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self.report)
 
 
 def _load_teachers(paths: list[str | Path], checkpoint: str) -> list[QRun]:
@@ -458,7 +464,7 @@ def _report(
     s: DistillConfig,
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    eval_seed = s.seed + REPORT_SEED_OFFSET  # the episodes 'drlzero eval' uses
+    eval_seed = report_seed(s.seed)  # the episodes 'drlzero eval' uses
     tasks: list[dict[str, Any]] = []
     for t, net, c, (shape, _a) in zip(tq, nets, cfgs, dims, strict=True):
         ev = Evaluator(c.env, s.final_episodes, eval_seed, masked=c.env.action_mask != "none")

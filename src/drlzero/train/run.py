@@ -41,6 +41,7 @@ from drlzero.config import Config, save_config
 from drlzero.envs import episode_successes, make_vec_env
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.errors import CheckpointError, UserError
+from drlzero.results import Result
 from drlzero.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from drlzero.train.logger import RunLogger
 from drlzero.train.plots import plot_learning_curve
@@ -59,9 +60,10 @@ ScalarsFn = Callable[[], dict[str, float]]
 EvalCallback = Callable[[int, dict[str, float]], None]
 
 
-@dataclass
-class TrainResult:
-    """What :func:`drlzero.train` returns."""
+@dataclass(frozen=True)
+class TrainResult(Result):
+    """What :func:`drlzero.train` returns; :meth:`to_dict` is the line ``drlzero train``
+    prints."""
 
     run_dir: Path
     steps: int
@@ -71,6 +73,21 @@ class TrainResult:
     eval_history: list[dict[str, float]] = field(default_factory=list)
     wall_time_s: float = 0.0  # the whole run: training loop, final eval, checkpoint, plot
     loop_time_s: float | None = None  # the training loop alone (what throughput is taken over)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``run_dir``, ``steps``, ``final_eval``, ``best_eval_return`` (None before any
+        evaluation), ``solved_at_step`` and ``wall_time_s`` (rounded to 10 ms)."""
+        best = self.best_eval_return
+        return json_safe(
+            {
+                "run_dir": str(self.run_dir),
+                "steps": self.steps,
+                "final_eval": dict(self.final_eval),
+                "best_eval_return": best if math.isfinite(best) else None,
+                "solved_at_step": self.solved_at_step,
+                "wall_time_s": round(self.wall_time_s, 2),
+            }
+        )
 
 
 def new_run_dir(cfg: Config, out: str | Path | None) -> Path:
@@ -198,10 +215,22 @@ class _Closeable(Protocol):
     def close(self) -> None: ...
 
 
+# The seeds of every evaluation, here and nowhere else: each kind plays its own episodes, none
+# of which a training env (seeded ``train.seed + step``) plays.
 #: Evaluation envs reset from ``train.seed + EVAL_SEED_OFFSET``: episodes no training env sees.
 EVAL_SEED_OFFSET = 10_000
-#: ``drlzero eval`` (and the distillation report) reset from ``train.seed + REPORT_SEED_OFFSET``.
+#: ``drlzero eval`` (and the distillation report) reset from ``train.seed + REPORT_SEED_OFFSET``;
+#: a baseline evaluated with no seed uses ``REPORT_SEED_OFFSET`` (a seed-0 run's episodes).
 REPORT_SEED_OFFSET = 20_000
+#: ``record`` (and the report's episodes) play seed ``train.seed + RECORD_SEED_OFFSET + k``.
+RECORD_SEED_OFFSET = 30_000
+
+
+def report_seed(train_seed: int, seed: int | None = None) -> int:
+    """The first seed of a ``drlzero eval`` evaluation: ``seed`` when given, else
+    ``train_seed + REPORT_SEED_OFFSET``."""
+    return train_seed + REPORT_SEED_OFFSET if seed is None else seed
+
 
 #: Env steps between progress-bar refreshes that write no metrics row.
 PROGRESS_EVERY = 256
