@@ -182,6 +182,10 @@ def test_record_and_report_print_their_path(
     assert main(["report", str(run.run_dir), "--out", str(page), "--no-explain"]) == 0
     assert capsys.readouterr().out.strip() == str(page)
     assert page.run_dir == run.run_dir and "<html" in page.path.read_text().lower()
+    # the Path these calls returned before: its methods and properties still answer
+    assert rec.is_file() and rec.name == "a.gif" and rec.read_bytes() == rec.path.read_bytes()
+    with pytest.raises(AttributeError):
+        rec.no_such_path_attribute  # noqa: B018
 
 
 def test_collect_to_dict_holds_the_lines_the_cli_prints(

@@ -89,13 +89,21 @@ class SweepResult(MappingResult):
 class FileResult(Result, os.PathLike[str]):
     """A call whose product is one file or directory (``record``'s GIF, ``report``'s HTML page,
     ``convert_lm``'s model directory): ``path``. It is path-like (``open(result)``,
-    ``Path(result)``) and ``str(result)`` is the line the CLI prints."""
+    ``Path(result)``) and ``str(result)`` is the line the CLI prints. Path methods and
+    properties (``result.is_file()``, ``result.read_text()``, ``result.name``) are the path's,
+    so code written when these calls returned a :class:`~pathlib.Path` keeps working."""
 
     path: Path
     run_dir: Path | None = None
 
     def __fspath__(self) -> str:
         return str(self.path)
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for names the dataclass lacks; dunders stay unresolved (copy, pickle)
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.path, name)
 
     def __str__(self) -> str:
         return str(self.path)
