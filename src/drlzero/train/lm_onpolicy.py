@@ -23,7 +23,7 @@ import torch
 
 from drlzero.algos.lm_policy import LMActorCritic, LMPPOLearner, build_lm_actor_critic, count_params
 from drlzero.config import Config
-from drlzero.envs.text import stack_obs
+from drlzero.envs import stack_obs
 from drlzero.errors import CheckpointError, ConfigError, UserError
 from drlzero.masks import MaskSource
 from drlzero.rollout import RolloutBuffer
