@@ -39,8 +39,8 @@ def child(spec: dict) -> None:
     from drlzero.algos.dqn import DQNLearner
     from drlzero.config import DQNConfig
     from drlzero.encoders.pretrained import PretrainedEncoder
-    from drlzero.heads import LinearHead, QNetwork
     from drlzero.nets import count_trainable, make_target, param_groups, shared_storage_bytes
+    from drlzero.nets.heads import LinearHead, QNetwork
     from drlzero.replay.storage import Batch
 
     torch.set_num_threads(1)

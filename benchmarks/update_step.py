@@ -42,7 +42,7 @@ from drlzero.algos.dqn import compiled
 from drlzero.config import DQNConfig
 from drlzero.encoders.cnn import MinAtarCNN
 from drlzero.encoders.mlp import MLPEncoder
-from drlzero.heads import LinearHead, QNetwork
+from drlzero.nets.heads import LinearHead, QNetwork
 from drlzero.replay.storage import Batch
 
 # name -> (network factory, observation shape, batch size)

@@ -15,11 +15,11 @@ import drlzero
 from drlzero.accel import FastDQNLearner, FastQPolicy, FastRainbowLearner, accelerate
 from drlzero.algos.base import Learner, QLearner
 from drlzero.algos.dqn import DQNLearner, QPolicy
-from drlzero.algos.rainbow import RainbowLearner, build_head
+from drlzero.algos.rainbow import RainbowLearner
 from drlzero.config import DQNConfig, load_config
 from drlzero.encoders.mlp import MLPEncoder
 from drlzero.errors import CheckpointError, ConfigError
-from drlzero.heads import DuelingHead, LinearHead, QNetwork
+from drlzero.nets.heads import DuelingHead, LinearHead, QNetwork, build_head
 from drlzero.replay.storage import Batch
 from drlzero.train.checkpoint import load_optimizer, optimizer_tensors
 

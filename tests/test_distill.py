@@ -26,7 +26,7 @@ from drlzero.algos.distill import (
 from drlzero.cli import main
 from drlzero.encoders.mlp import MLPEncoder
 from drlzero.errors import ConfigError
-from drlzero.heads import LinearHead, QNetwork
+from drlzero.nets.heads import LinearHead, QNetwork
 
 FAST_DISTILL = {
     "hidden": [16, 16],

@@ -6,14 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drlzero.distributional import (
-    C51Head,
-    QRHead,
+from drlzero.algos.distributional import (
     c51_loss,
     categorical_projection,
     quantile_huber_loss,
     quantile_targets,
 )
+from drlzero.nets.heads import C51Head, QRHead
 
 SUPPORT_N = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0])  # 5 atoms, delta_z = 1
 

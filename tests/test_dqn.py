@@ -16,7 +16,7 @@ from drlzero.algos.dqn import DQNLearner, compile_setting, compiled, td_targets
 from drlzero.config import DQNConfig, load_config
 from drlzero.encoders.mlp import MLPEncoder
 from drlzero.errors import ConfigError
-from drlzero.heads import DuelingHead, LinearHead, QNetwork
+from drlzero.nets.heads import DuelingHead, LinearHead, QNetwork
 from drlzero.replay.storage import Batch
 
 

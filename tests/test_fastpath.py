@@ -10,8 +10,8 @@ from drlzero.accel import FastQPolicy
 from drlzero.accel.trace import flat_forward, numpy_forward
 from drlzero.encoders.cnn import MinAtarCNN
 from drlzero.encoders.mlp import MLPEncoder
-from drlzero.heads import DuelingHead, QNetwork
-from drlzero.noisy import NoisyLinear, reset_noise
+from drlzero.nets.heads import DuelingHead, QNetwork
+from drlzero.nets.noisy import NoisyLinear, reset_noise
 
 
 def _mlp_q() -> QNetwork:

@@ -19,8 +19,8 @@ from drlzero.buffers import Batch
 from drlzero.config import DQNConfig
 from drlzero.encoders.pretrained import PretrainedEncoder
 from drlzero.envs.text import PAD, load_tokenizer
-from drlzero.heads import LinearHead, QNetwork
 from drlzero.nets import make_target
+from drlzero.nets.heads import LinearHead, QNetwork
 
 L = 16
 MISSIONS = [

@@ -15,7 +15,7 @@ from drlzero import evaluate, train
 from drlzero.algos.dqn import DQNLearner, QPolicy
 from drlzero.config import load_config
 from drlzero.exploration import EpsilonGreedy, Softmax
-from drlzero.heads import DuelingHead, LinearHead
+from drlzero.nets.heads import DuelingHead, LinearHead
 from drlzero.replay.storage import Batch
 from drlzero.train.run import TrainResult
 

@@ -15,17 +15,17 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 import drlzero
+from drlzero.algos.distributional import quantile_huber_loss, quantile_targets
 from drlzero.algos.dqn import DQNLearner, QPolicy, td_targets
 from drlzero.algos.rainbow import per_sample_loss
 from drlzero.config import DQNConfig, EnvConfig, load_config
-from drlzero.distributional import QRHead, quantile_huber_loss, quantile_targets
 from drlzero.encoders.mlp import MLPEncoder
 from drlzero.envs import make_vec_env
 from drlzero.envs.scenarios import smart_home
 from drlzero.errors import ConfigError, UserError
 from drlzero.exploration import ConstantSchedule, EpsilonGreedy, Softmax
-from drlzero.heads import LinearHead, QNetwork
 from drlzero.masks import MaskSource
+from drlzero.nets.heads import LinearHead, QNetwork, QRHead
 from drlzero.replay.storage import Batch, ReplayStorage
 from drlzero.train.evaluate import evaluate_policy
 

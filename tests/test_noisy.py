@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from drlzero.noisy import NoisyLinear, reset_noise
+from drlzero.nets.noisy import NoisyLinear, reset_noise
 
 
 def _layer(seed: int = 0) -> NoisyLinear:
@@ -94,7 +94,7 @@ def test_reset_noise_helper_reaches_every_noisy_layer_reproducibly() -> None:
 
 
 def test_noise_resetter_draws_fresh_factorised_noise_for_every_layer() -> None:
-    from drlzero.noisy import NoiseResetter
+    from drlzero.nets.noisy import NoiseResetter
 
     layers = [NoisyLinear(4, 8), NoisyLinear(8, 3)]
     reset = NoiseResetter(layers)

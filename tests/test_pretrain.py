@@ -23,8 +23,8 @@ from drlzero.data.dataset import FORMAT, FORMAT_VERSION
 from drlzero.encoders import build_encoder
 from drlzero.encoders.pretrained import PretrainedEncoder
 from drlzero.errors import ConfigError, UserError
-from drlzero.heads import LinearHead, QNetwork
 from drlzero.nets import make_target
+from drlzero.nets.heads import LinearHead, QNetwork
 from drlzero.pretrain.dataset import PretrainRows, generate_dataset
 from drlzero.pretrain.objectives import info_nce, mask_tokens
 from drlzero.pretrain.obs_tokenizer import BASE, CLS, MASK, ObsTokenizer

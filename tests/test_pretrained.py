@@ -22,8 +22,8 @@ from drlzero.config import DQNConfig, load_config
 from drlzero.encoders.pretrained import PretrainedEncoder
 from drlzero.envs.text import PAD, load_tokenizer, resolve_model_path
 from drlzero.errors import CheckpointError, ConfigError
-from drlzero.heads import LinearHead, QNetwork
 from drlzero.nets import count_trainable, make_target, param_groups, shared_storage_bytes
+from drlzero.nets.heads import LinearHead, QNetwork
 from drlzero.replay.storage import Batch
 from drlzero.train.checkpoint import (
     load_checkpoint,

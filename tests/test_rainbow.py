@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from drlzero.accel import FastRainbowLearner
-from drlzero.algos.rainbow import RainbowLearner, build_head, per_sample_loss
+from drlzero.algos.rainbow import RainbowLearner, per_sample_loss
 from drlzero.config import DQNConfig
-from drlzero.heads import QNetwork
-from drlzero.noisy import NoisyLinear, noisy_layers, reset_noise
+from drlzero.nets.heads import QNetwork, build_head
+from drlzero.nets.noisy import NoisyLinear, noisy_layers, reset_noise
 from drlzero.replay.storage import Batch
 
 

@@ -22,7 +22,8 @@ import torch
 from drlzero.accel.flat import FlatGroups, FlatParams
 from drlzero.accel.trace import flat_forward, numpy_forward
 from drlzero.algos.dqn import DQNLearner, QPolicy, td_targets
-from drlzero.algos.rainbow import RainbowLearner, RawOutput, per_sample_loss
+from drlzero.algos.rainbow import RainbowLearner, per_sample_loss
+from drlzero.nets.heads import RawOutput
 from drlzero.replay.storage import Batch
 
 

@@ -51,7 +51,7 @@ _PURE = (
 def _mode_dependent(m: nn.Module) -> bool:
     """Layers whose forward branches on ``self.training`` but are otherwise pure functions of
     input, parameters and buffers (the noise of a noisy layer is a buffer, reset in place)."""
-    from drlzero.noisy import NoisyLinear
+    from drlzero.nets.noisy import NoisyLinear
 
     return isinstance(m, NoisyLinear)
 

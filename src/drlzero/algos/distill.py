@@ -36,7 +36,7 @@ from torch import nn
 from drlzero.config import Config
 from drlzero.encoders.mlp import MLPEncoder
 from drlzero.errors import ConfigError
-from drlzero.heads import QNetwork
+from drlzero.nets.heads import QNetwork
 
 LOSSES = ("kl", "mse", "nll")
 

@@ -2,14 +2,17 @@
 
 - prioritized replay (Schaul et al. 2016): per-sample importance weights in, new priorities out;
 - n-step returns: ``batch.discounts`` holds ``gamma^m`` for the m rewards summed per sample;
-- distributional heads: C51 (Bellemare et al. 2017) or QR-DQN (Dabney et al. 2018);
-- noisy nets (Fortunato et al. 2018): the head's linear layers are :class:`NoisyLinear`, with
-  fresh noise for every update and every acting step;
+- distributional losses (:mod:`drlzero.algos.distributional`): C51 (Bellemare et al. 2017) or
+  QR-DQN (Dabney et al. 2018);
+- noisy nets (Fortunato et al. 2018): the head's linear layers are
+  :class:`~drlzero.nets.noisy.NoisyLinear`, with fresh noise for every update and every acting
+  step;
 - Double and Dueling, as in :mod:`drlzero.algos.dqn`.
 
-The plain-DQN learner (:class:`drlzero.algos.dqn.DQNLearner`) learns when all of the above are
-off; this learner when any is on. :mod:`drlzero.accel` speeds both up (``train.fast_path``).
-Shape legend: B batch, A actions, N atoms/quantiles.
+The heads (and :func:`~drlzero.nets.heads.build_head`, which picks one) are in
+:mod:`drlzero.nets.heads`. The plain-DQN learner (:class:`drlzero.algos.dqn.DQNLearner`) learns
+when all of the above are off; this learner when any is on. :mod:`drlzero.accel` speeds both up
+(``train.fast_path``). Shape legend: B batch, A actions, N atoms/quantiles.
 """
 
 from __future__ import annotations
@@ -21,96 +24,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from drlzero.algos.base import QLearner
-from drlzero.algos.dqn import CompileSetting, td_targets
-from drlzero.config import DQNConfig
-from drlzero.distributional import (
-    C51Head,
-    QRHead,
+from drlzero.algos.distributional import (
     c51_loss,
     categorical_projection,
     quantile_huber_loss,
     quantile_targets,
 )
+from drlzero.algos.dqn import CompileSetting, td_targets
+from drlzero.config import DQNConfig
 from drlzero.errors import ConfigError
-from drlzero.heads import DuelingHead, LinearHead
 from drlzero.masks import masked_argmax
-from drlzero.noisy import NoiseResetter, NoisyLinear, noisy_layers
+from drlzero.nets.noisy import NoiseResetter, noisy_layers
 from drlzero.replay.storage import Batch
-
-
-def _linear(cfg: DQNConfig, d_in: int, d_out: int) -> nn.Module:
-    return NoisyLinear(d_in, d_out, cfg.noisy_sigma) if cfg.noisy else nn.Linear(d_in, d_out)
-
-
-class DuelingDistributionalHead(nn.Module):
-    """Dueling over a distribution: ``z_BAN = v_B1N + a_BAN - mean_a a_BAN``.
-
-    For C51 the combination is applied to the logits before the softmax (Rainbow, eq. 5); for
-    QR-DQN to the quantile values.
-    """
-
-    def __init__(self, features_dim: int, num_actions: int, cfg: DQNConfig, hidden: int = 64):
-        super().__init__()
-        self.kind = cfg.distributional
-        self.num_actions = num_actions
-        self.num_atoms = cfg.num_atoms
-        self.value = nn.Sequential(
-            _linear(cfg, features_dim, hidden), nn.ReLU(), _linear(cfg, hidden, cfg.num_atoms)
-        )
-        self.advantage = nn.Sequential(
-            _linear(cfg, features_dim, hidden),
-            nn.ReLU(),
-            _linear(cfg, hidden, num_actions * cfg.num_atoms),
-        )
-        if self.kind == "c51":
-            self.register_buffer("support_N", torch.linspace(cfg.v_min, cfg.v_max, cfg.num_atoms))
-
-    def forward(self, features_BD: torch.Tensor) -> torch.Tensor:
-        v_B1N = self.value(features_BD).view(-1, 1, self.num_atoms)
-        a_BAN = self.advantage(features_BD).view(-1, self.num_actions, self.num_atoms)
-        return v_B1N + a_BAN - a_BAN.mean(dim=1, keepdim=True)
-
-    def q_values(self, z_BAN: torch.Tensor) -> torch.Tensor:
-        if self.kind == "c51":
-            return (z_BAN.softmax(dim=-1) * self.support_N).sum(dim=-1)
-        return z_BAN.mean(dim=-1)
-
-
-def build_head(features_dim: int, num_actions: int, cfg: DQNConfig) -> nn.Module:
-    """The Q head for ``cfg``: linear or dueling, expected or distributional, plain or noisy."""
-    if cfg.distributional == "none":
-        head: nn.Module = (DuelingHead if cfg.dueling else LinearHead)(features_dim, num_actions)
-    elif cfg.dueling:
-        return DuelingDistributionalHead(features_dim, num_actions, cfg)
-    elif cfg.distributional == "c51":
-        head = C51Head(features_dim, num_actions, cfg.num_atoms, cfg.v_min, cfg.v_max)
-    else:
-        head = QRHead(features_dim, num_actions, cfg.num_atoms)
-    if cfg.noisy:
-        _make_noisy(head, cfg.noisy_sigma)
-    return head
-
-
-def _make_noisy(module: nn.Module, sigma0: float) -> None:
-    """Swap every ``nn.Linear`` inside ``module`` for a :class:`NoisyLinear` of the same shape."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.Linear):
-            setattr(module, name, NoisyLinear(child.in_features, child.out_features, sigma0))
-        else:
-            _make_noisy(child, sigma0)
-
-
-class RawOutput(nn.Module):
-    """``net``'s raw head output as a module's forward: Q-values, or the distribution of a
-    distributional head (what the losses below read), so it can be flattened like any forward."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-        self._distributional = hasattr(net, "distribution")
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net.distribution(obs) if self._distributional else self.net(obs)
 
 
 def per_sample_loss(
@@ -126,8 +51,9 @@ def per_sample_loss(
     Priorities: ``|y - Q(s, a)|`` for expected-value heads; the distributional loss itself for
     C51/QR (the KL form used by Rainbow).
 
-    ``online`` / ``target`` compute the networks' raw outputs (:class:`RawOutput`; e.g. their
-    flat forwards); by default the modules are called.
+    ``online`` / ``target`` compute the networks' raw outputs
+    (:class:`~drlzero.nets.heads.RawOutput`; e.g. their flat forwards); by default the modules
+    are called.
     """
     distributional = cfg.distributional != "none"
     if online is None:

@@ -26,6 +26,7 @@ __all__ = [
     "NatureCNN",
     "TransformerEncoder",
     "build_encoder",
+    "build_text_encoder",
     "env_boundary",
     "stored_spec",
 ]
@@ -46,7 +47,7 @@ def _reads_raw_obs(cfg: EncoderConfig) -> bool:
     return bool(cfg.model_path) and ObsTokenizer.present(cfg.model_path)
 
 
-def _build_text_encoder(name: str, cfg: EncoderConfig, space: gym.Space) -> nn.Module:
+def build_text_encoder(name: str, cfg: EncoderConfig, space: gym.Space) -> nn.Module:
     """``pretrained`` (drlzero[lm]) or ``text_transformer`` over a Box of token ids; a
     pretrained model with an observation tokenizer reads any Box it was trained on."""
     raw_ok = name == "pretrained" and isinstance(space, gym.spaces.Box) and _reads_raw_obs(cfg)
@@ -95,7 +96,7 @@ def build_encoder(cfg: EncoderConfig, obs_space: gym.Space) -> nn.Module:
     the env boundary, and ``stored_shape``/``stored_dtype``, what the replay buffer then holds.
     """
     if cfg.name in ("pretrained", "text_transformer"):
-        return _build_text_encoder(cfg.name, cfg, obs_space)
+        return build_text_encoder(cfg.name, cfg, obs_space)
     if cfg.name == "multimodal":
         from drlzero.encoders.multimodal import MultimodalEncoder
 
@@ -104,7 +105,7 @@ def build_encoder(cfg: EncoderConfig, obs_space: gym.Space) -> nn.Module:
                 f"encoder.name=multimodal needs a Dict observation with {cfg.text_key!r} and "
                 f"'image' keys, got {obs_space}; e.g. drlzero/BabyAIText-v0 with env.kwargs.image"
             )
-        text = _build_text_encoder(cfg.text_encoder, cfg, obs_space[cfg.text_key])
+        text = build_text_encoder(cfg.text_encoder, cfg, obs_space[cfg.text_key])
         try:
             return MultimodalEncoder(obs_space, text, text_key=cfg.text_key, fusion=cfg.fusion)
         except ValueError as exc:

@@ -9,7 +9,7 @@ fake transition per episode end).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -27,6 +27,7 @@ __all__ = [
     "make_vec_env",
     "real_next_obs",
     "registered_env_ids",
+    "stack_obs",
 ]
 
 
@@ -97,6 +98,13 @@ def make_vec_env(
     return SameStepSyncVectorEnv(fns)
 
 
+def stack_obs(items: Sequence[Any]) -> Any:
+    """Stack single observations (arrays or dicts of arrays) into one batch."""
+    if isinstance(items[0], dict):
+        return {k: np.stack([np.asarray(it[k]) for it in items]) for k in items[0]}
+    return np.stack([np.asarray(it) for it in items])
+
+
 def real_next_obs(
     next_obs: np.ndarray, any_done: bool, info: dict[str, Any], prep: Callable[[Any], np.ndarray]
 ) -> np.ndarray:
@@ -108,8 +116,6 @@ def real_next_obs(
     """
     if not any_done:
         return next_obs
-    from drlzero.envs.text import stack_obs
-
     real = next_obs.copy()
     idx = np.flatnonzero(info["_final_obs"])
     real[idx] = prep(stack_obs([info["final_obs"][i] for i in idx]))

@@ -1,7 +1,9 @@
-"""Networks apart from algorithms: the Q-network factory (:mod:`~drlzero.nets.factory`), target
+"""Networks apart from algorithms: every Q head and the Q network (:mod:`~drlzero.nets.heads`),
+the noisy linear layer (:mod:`~drlzero.nets.noisy`), DRRN's network for text actions
+(:mod:`~drlzero.nets.drrn`), the Q-network factory (:mod:`~drlzero.nets.factory`), target
 networks that share frozen weights (:mod:`~drlzero.nets.target`), and optimizer groups with
 a backbone learning rate and warm-up (:mod:`~drlzero.nets.optim`). Encoders live in
-:mod:`drlzero.encoders`, Q heads in :mod:`drlzero.heads` and :mod:`drlzero.algos.rainbow`."""
+:mod:`drlzero.encoders`. Nothing here imports :mod:`drlzero.algos`."""
 
 from drlzero.nets.factory import build_q_network, uses_family
 from drlzero.nets.optim import apply_warmup, count_trainable, param_groups

@@ -1,5 +1,6 @@
 """The Q-network factory: an encoder for the observation space and the Q head the ``dqn``
-section asks for (linear, dueling, or the Rainbow family's distributional and noisy heads)."""
+section asks for (:func:`drlzero.nets.heads.build_head`: linear, dueling, or the Rainbow
+family's distributional and noisy heads), or DRRN's network for text actions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import gymnasium as gym
 from drlzero.config import Config, DQNConfig
 from drlzero.encoders import build_encoder
 from drlzero.errors import ConfigError
-from drlzero.heads import DuelingHead, LinearHead, QNetwork
+from drlzero.nets.drrn import build_drrn_network
+from drlzero.nets.heads import QNetwork, build_head
 
 
 def uses_family(cfg: DQNConfig) -> bool:
@@ -17,21 +19,13 @@ def uses_family(cfg: DQNConfig) -> bool:
 
 
 def build_q_network(cfg: Config, obs_space: gym.Space, action_space: gym.Space) -> QNetwork:
-    """Encoder + (linear or dueling) head for a Discrete action space."""
+    """Encoder + the ``dqn`` section's head for a Discrete action space."""
     if not isinstance(action_space, gym.spaces.Discrete):
         raise ConfigError(
             f"DQN needs a Discrete action space, but {cfg.env.id} has {action_space}; "
             "discretize the actions with a wrapper or choose a discrete-action env"
         )
     if cfg.algo == "drrn":  # text actions: q(state, candidate) pairs
-        from drlzero.algos.drrn import build_drrn_network
-
         return build_drrn_network(cfg, obs_space, action_space)  # type: ignore[return-value]
     encoder = build_encoder(cfg.encoder, obs_space)
-    num_actions = int(action_space.n)
-    if uses_family(cfg.dqn):
-        from drlzero.algos.rainbow import build_head
-
-        return QNetwork(encoder, build_head(int(encoder.features_dim), num_actions, cfg.dqn))
-    head_cls = DuelingHead if cfg.dqn.dueling else LinearHead
-    return QNetwork(encoder, head_cls(int(encoder.features_dim), num_actions))
+    return QNetwork(encoder, build_head(int(encoder.features_dim), int(action_space.n), cfg.dqn))

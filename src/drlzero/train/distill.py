@@ -41,9 +41,9 @@ from drlzero.checks import make_out_dir
 from drlzero.config import TABULAR_ALGOS, Config, save_config
 from drlzero.envs import make_vec_env
 from drlzero.errors import ConfigError, UserError
-from drlzero.heads import QNetwork
 from drlzero.masks import MaskSource, uniform_allowed
 from drlzero.nets import build_q_network
+from drlzero.nets.heads import QNetwork
 from drlzero.results import Result
 from drlzero.train.checkpoint import load_checkpoint, load_module, module_tensors, save_checkpoint
 from drlzero.train.evaluate import Evaluator

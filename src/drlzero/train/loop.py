@@ -26,7 +26,7 @@ from drlzero.envs import real_next_obs
 from drlzero.exploration import build_explorer
 from drlzero.masks import MaskSource
 from drlzero.nets import apply_warmup, build_q_network, make_target, param_groups, uses_family
-from drlzero.noisy import NoiseResetter, noisy_layers
+from drlzero.nets.noisy import NoiseResetter, noisy_layers
 from drlzero.replay.memory import Replay
 from drlzero.replay.storage import Batch, ReplayStorage
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors

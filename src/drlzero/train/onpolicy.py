@@ -44,8 +44,8 @@ from drlzero.algos.base import DataParallel
 from drlzero.algos.ppo import Minibatch, build_actor_critic
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
+from drlzero.envs import stack_obs
 from drlzero.envs.state import get_vec_env_state, set_vec_env_state
-from drlzero.envs.text import stack_obs
 from drlzero.errors import UserError
 from drlzero.lmpolicy.agent import LMPPOAgent
 from drlzero.masks import MaskSource

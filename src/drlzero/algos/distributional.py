@@ -1,10 +1,12 @@
-"""Distributional RL: C51 (Bellemare et al. 2017) and QR-DQN (Dabney et al. 2018).
+"""Distributional RL targets and losses: C51 (Bellemare et al. 2017) and QR-DQN (Dabney et al.
+2018), pure functions of tensors. The heads that output the distributions are
+:class:`drlzero.nets.heads.C51Head`, :class:`~drlzero.nets.heads.QRHead` and
+:class:`~drlzero.nets.heads.DuelingDistributionalHead`.
 
-Heads map features to a distribution over returns for every action; targets and losses are pure
-functions of tensors. The n-step form is built in: ``discounts_B`` is ``gamma^m`` per sample (see
+The n-step form is built in: ``discounts_B`` is ``gamma^m`` per sample (see
 :class:`drlzero.replay.NStepAccumulator`), and only a true termination stops bootstrapping.
 
-Shape legend: B batch, A actions, N atoms (C51) or quantiles (QR-DQN), D features.
+Shape legend: B batch, N atoms (C51) or quantiles (QR-DQN).
 
 Example:
     >>> import torch
@@ -19,49 +21,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-
-class C51Head(nn.Module):
-    """Categorical head: features_BD -> logits_BAN over a fixed support of N atoms.
-
-    ``softmax(logits_BAN, -1)`` is the return distribution of each action on :attr:`support_N`
-    (``linspace(v_min, v_max, N)``, a buffer, so it follows the module's device).
-
-    Args:
-        features_dim: D.
-        num_actions: A.
-        num_atoms: N (51 in the paper).
-        v_min: the lowest atom.
-        v_max: the highest atom.
-    """
-
-    support_N: torch.Tensor
-
-    def __init__(
-        self,
-        features_dim: int,
-        num_actions: int,
-        num_atoms: int = 51,
-        v_min: float = -10.0,
-        v_max: float = 10.0,
-    ) -> None:
-        super().__init__()
-        if num_atoms < 2 or not v_min < v_max:
-            raise ValueError(
-                f"need num_atoms >= 2 and v_min < v_max, got {num_atoms}, {v_min}, {v_max}"
-            )
-        self.num_actions = num_actions
-        self.num_atoms = num_atoms
-        self.out = nn.Linear(features_dim, num_actions * num_atoms)
-        self.register_buffer("support_N", torch.linspace(v_min, v_max, num_atoms))
-
-    def forward(self, features_BD: torch.Tensor) -> torch.Tensor:
-        return self.out(features_BD).view(-1, self.num_actions, self.num_atoms)
-
-    def q_values(self, logits_BAN: torch.Tensor) -> torch.Tensor:
-        """``q_BA = sum_i softmax(logits)_i * z_i``, the mean of each action's distribution."""
-        return (logits_BAN.softmax(dim=-1) * self.support_N).sum(dim=-1)
 
 
 def categorical_projection(
@@ -114,29 +73,6 @@ def c51_loss(logits_BN_taken: torch.Tensor, target_probs_BN: torch.Tensor) -> to
         loss_B (average it for the optimizer step; weight it first under prioritized replay).
     """
     return -(target_probs_BN.detach() * F.log_softmax(logits_BN_taken, dim=-1)).sum(dim=-1)
-
-
-class QRHead(nn.Module):
-    """Quantile head: features_BD -> quantiles_BAN, the return quantiles at ``tau_hat_i``.
-
-    Args:
-        features_dim: D.
-        num_actions: A.
-        num_quantiles: N (200 in the paper).
-    """
-
-    def __init__(self, features_dim: int, num_actions: int, num_quantiles: int = 200) -> None:
-        super().__init__()
-        self.num_actions = num_actions
-        self.num_quantiles = num_quantiles
-        self.out = nn.Linear(features_dim, num_actions * num_quantiles)
-
-    def forward(self, features_BD: torch.Tensor) -> torch.Tensor:
-        return self.out(features_BD).view(-1, self.num_actions, self.num_quantiles)
-
-    def q_values(self, quantiles_BAN: torch.Tensor) -> torch.Tensor:
-        """``q_BA`` = the mean of the quantiles (each carries probability 1/N)."""
-        return quantiles_BAN.mean(dim=-1)
 
 
 def quantile_targets(

@@ -6,7 +6,8 @@ Shape legend: B batch, K candidate actions, D features, S/A stored sizes of stat
 For envs whose valid actions are strings, the observation carries them as token ids
 (``{"text": (L,), "actions": (K, La)}``, e.g. ``drlzero/TextTreasure-v0``) and the action is an
 index into that list. One pretrained encoder (shared weights, and a shared embedding cache when
-frozen) embeds the state and every candidate; a pair scorer maps (state, action) features to
+frozen) embeds the state and every candidate; a pair scorer
+(:class:`drlzero.nets.heads.PairScorer`) maps (state, action) features to
 ``q_BK``. Everything else is DQN: the same learner, loop, buffer, target network and explorer
 (``algo: drrn`` selects this network in :func:`drlzero.nets.build_q_network`).
 """
@@ -21,9 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from drlzero.encoders import build_text_encoder
 from drlzero.errors import ConfigError
+from drlzero.nets.heads import PairScorer
 
-__all__ = ["DRRNEncoder", "DRRNQNetwork", "PairScorer", "build_drrn_network"]
+__all__ = ["DRRNEncoder", "DRRNQNetwork", "build_drrn_network"]
 
 
 class DRRNEncoder(nn.Module):
@@ -71,21 +74,6 @@ class DRRNEncoder(nn.Module):
         return state_BD, action_BKD
 
 
-class PairScorer(nn.Module):
-    """``q(s, a) = MLP([f_s, f_a, f_s * f_a])``, applied to each of the K candidates."""
-
-    def __init__(self, features_dim: int, hidden: int = 128) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(3 * features_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)
-        )
-
-    def forward(self, state_BD: torch.Tensor, action_BKD: torch.Tensor) -> torch.Tensor:
-        s_BKD = state_BD.unsqueeze(1).expand_as(action_BKD)
-        pair_BK3D = torch.cat([s_BKD, action_BKD, s_BKD * action_BKD], dim=-1)
-        return self.mlp(pair_BK3D).squeeze(-1)
-
-
 class DRRNQNetwork(nn.Module):
     """``encoder`` (state + candidates) followed by ``head`` (pair scorer): obs -> q_BK."""
 
@@ -100,8 +88,6 @@ class DRRNQNetwork(nn.Module):
 
 def build_drrn_network(cfg: Any, obs_space: gym.Space, action_space: gym.Space) -> DRRNQNetwork:
     """A DRRN Q-network for ``{"text", "actions"}`` observations (``algo: drrn``)."""
-    from drlzero.encoders import _build_text_encoder
-
     if not (
         isinstance(obs_space, gym.spaces.Dict)
         and {"text", "actions"} <= set(obs_space.spaces)
@@ -113,7 +99,7 @@ def build_drrn_network(cfg: Any, obs_space: gym.Space, action_space: gym.Space) 
         )
     if cfg.encoder.name != "pretrained":
         raise ConfigError("algo=drrn shares a pretrained encoder: set encoder.name=pretrained")
-    text = _build_text_encoder("pretrained", cfg.encoder, obs_space["text"])
+    text = build_text_encoder("pretrained", cfg.encoder, obs_space["text"])
     encoder = DRRNEncoder(obs_space, text)
     assert math.prod(encoder.stored_shape) > 0
     return DRRNQNetwork(encoder, PairScorer(encoder.features_dim))
