@@ -22,7 +22,7 @@ from torch import nn
 
 from drlzero.algos.base import QLearner
 from drlzero.algos.dqn import CompileSetting, td_targets
-from drlzero.config import DQNConfig
+from drlzero.config import DQNConfig, HeadConfig
 from drlzero.distributional import (
     C51Head,
     QRHead,
@@ -38,7 +38,7 @@ from drlzero.noisy import NoiseResetter, NoisyLinear, noisy_layers
 from drlzero.replay.storage import Batch
 
 
-def _linear(cfg: DQNConfig, d_in: int, d_out: int) -> nn.Module:
+def _linear(cfg: HeadConfig, d_in: int, d_out: int) -> nn.Module:
     return NoisyLinear(d_in, d_out, cfg.noisy_sigma) if cfg.noisy else nn.Linear(d_in, d_out)
 
 
@@ -49,7 +49,7 @@ class DuelingDistributionalHead(nn.Module):
     QR-DQN to the quantile values.
     """
 
-    def __init__(self, features_dim: int, num_actions: int, cfg: DQNConfig, hidden: int = 64):
+    def __init__(self, features_dim: int, num_actions: int, cfg: HeadConfig, hidden: int = 64):
         super().__init__()
         self.kind = cfg.distributional
         self.num_actions = num_actions
@@ -76,7 +76,7 @@ class DuelingDistributionalHead(nn.Module):
         return z_BAN.mean(dim=-1)
 
 
-def build_head(features_dim: int, num_actions: int, cfg: DQNConfig) -> nn.Module:
+def build_head(features_dim: int, num_actions: int, cfg: HeadConfig) -> nn.Module:
     """The Q head for ``cfg``: linear or dueling, expected or distributional, plain or noisy."""
     if cfg.distributional == "none":
         head: nn.Module = (DuelingHead if cfg.dueling else LinearHead)(features_dim, num_actions)
@@ -113,6 +113,15 @@ class RawOutput(nn.Module):
         return self.net.distribution(obs) if self._distributional else self.net(obs)
 
 
+def head_kind(q_net: nn.Module) -> str:
+    """What ``q_net``'s head outputs, which fixes the loss: ``"none"`` (Q-values), ``"c51"``
+    (logits over the fixed support ``support_N``) or ``"qr"`` (quantiles)."""
+    head = getattr(q_net, "head", None)
+    if head is None or not hasattr(head, "q_values"):
+        return "none"
+    return "c51" if hasattr(head, "support_N") else "qr"
+
+
 def per_sample_loss(
     q_net: nn.Module,
     target_net: nn.Module,
@@ -124,12 +133,14 @@ def per_sample_loss(
     """Loss of each sample, the priority it earns, and Q of the taken actions.
 
     Priorities: ``|y - Q(s, a)|`` for expected-value heads; the distributional loss itself for
-    C51/QR (the KL form used by Rainbow).
+    C51/QR (the KL form used by Rainbow). Which loss follows from the head (:func:`head_kind`);
+    ``cfg`` gives the discount, Double DQN and the expected-value loss.
 
     ``online`` / ``target`` compute the networks' raw outputs (:class:`RawOutput`; e.g. their
     flat forwards); by default the modules are called.
     """
-    distributional = cfg.distributional != "none"
+    kind = head_kind(q_net)
+    distributional = kind != "none"
     if online is None:
         online = q_net.distribution if distributional else q_net  # type: ignore[assignment]
     if target is None:
@@ -141,7 +152,7 @@ def per_sample_loss(
     # Double DQN needs the online network on s and s': one forward of both halves costs less
     # than two on small networks (per-call overhead dominates); only the s half gets gradients.
     both = torch.cat([batch.obs, batch.next_obs]) if cfg.double else batch.obs
-    if cfg.distributional == "none":
+    if kind == "none":
         q_2BA = online(both)
         q_B = q_2BA[:b][idx_B, a_B]
         with torch.no_grad():
@@ -167,7 +178,7 @@ def per_sample_loss(
         chooser = head.q_values(z_2BAN[b:].detach() if cfg.double else next_z_BAN)
         next_a_B = masked_argmax(chooser, batch.next_mask)  # the best allowed next action
         next_z_BN = next_z_BAN[idx_B, next_a_B]
-    if cfg.distributional == "c51":
+    if kind == "c51":
         with torch.no_grad():
             target_BN = categorical_projection(
                 next_z_BN.softmax(dim=-1),
