@@ -341,9 +341,7 @@ class HeadConfig:
     a return distribution, plain or noisy linear layers."""
 
     dueling: bool = _f(False, "Dueling head (V + A - mean A)")
-    distributional: Literal["none", "c51", "qr"] = _f(
-        "none", "return distribution (qr: QR-DQN)"
-    )
+    distributional: Literal["none", "c51", "qr"] = _f("none", "return distribution (qr: QR-DQN)")
     num_atoms: int = _f(51, "C51 atoms or QR-DQN quantiles", check=at_least(2))
     v_min: float = _f(-10.0, "C51 support minimum")
     v_max: float = _f(10.0, "C51 support maximum")
