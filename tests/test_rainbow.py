@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from drlzero.accel import FastRainbowLearner
-from drlzero.algos.rainbow import RainbowLearner, build_head, per_sample_loss
+from drlzero.algos.rainbow import RainbowLearner, build_head, head_kind, per_sample_loss
 from drlzero.config import DQNConfig, HeadConfig
 from drlzero.heads import QNetwork
 from drlzero.noisy import NoisyLinear, noisy_layers, reset_noise
@@ -45,6 +45,7 @@ def test_heads_give_q_values(dist: str, dueling: bool, noisy: bool) -> None:
     if dist != "none":
         assert net.distribution(torch.randn(5, 3)).shape == (5, 2, 11)
     assert any(isinstance(m, NoisyLinear) for m in net.modules()) == noisy
+    assert head_kind(net) == dist  # the loss reads what the head outputs from the head itself
 
 
 def test_n_step_discount_enters_the_target() -> None:
