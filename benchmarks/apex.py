@@ -63,7 +63,7 @@ def ray_costs(ray: Any) -> dict[str, Any]:
 def micro(ray: Any, calls: int = 500) -> dict[str, Any]:
     """Ray call costs: ``calls`` actor round trips, ``calls / 25`` weight puts and gets,
     ``0.6 * calls`` replay-shard adds and samples."""
-    from drlzero.config import DQNConfig
+    from drlzero.config import ReplayConfig
     from drlzero.distributed.apex import ReplayShard, Transitions, weights_of
     from drlzero.encoders.cnn import NatureCNN
 
@@ -100,7 +100,7 @@ def micro(ray: Any, calls: int = 500) -> dict[str, Any]:
         out[f"weights_{name}"] = {"bytes": size, "put_ms": put_ms, "get_ms": get_ms}
 
     shard = ray.remote(num_cpus=0)(ReplayShard).remote(
-        100_000, (4,), np.dtype(np.float32), DQNConfig(), total_steps=100_000, seed=0
+        100_000, (4,), np.dtype(np.float32), ReplayConfig(), total_steps=100_000, seed=0
     )
     ray.get(shard.size.remote())  # wait for the actor to start: not part of a call's cost
     k = 64

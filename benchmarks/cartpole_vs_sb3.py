@@ -56,7 +56,7 @@ def sb3_kwargs(cfg: Config) -> dict[str, Any]:
     return {
         "learning_rate": d.lr,
         "batch_size": d.batch_size,
-        "buffer_size": d.buffer_size,
+        "buffer_size": cfg.replay.buffer_size,
         "learning_starts": d.learning_starts,
         "gamma": d.gamma,
         "target_update_interval": d.target_update_interval,

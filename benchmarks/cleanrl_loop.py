@@ -113,7 +113,7 @@ def run_cleanrl(seed: int, steps: int, overrides: list[str]) -> dict[str, float]
     target_network = CleanRLQNetwork(obs_dim, n_act).to(device)
     target_network.load_state_dict(q_network.state_dict())
     rb = ReplayBuffer(
-        d.buffer_size,
+        cfg.replay.buffer_size,
         envs.single_observation_space,
         envs.single_action_space,
         device,

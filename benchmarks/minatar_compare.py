@@ -129,7 +129,7 @@ def run_sb3(game: str, seed: int, steps: int, eval_freq: int) -> dict[str, Any]:
         "MlpPolicy",
         make_env(cfg.env),
         learning_rate=d.lr,
-        buffer_size=d.buffer_size,
+        buffer_size=cfg.replay.buffer_size,
         learning_starts=d.learning_starts,
         batch_size=d.batch_size,
         gamma=d.gamma,

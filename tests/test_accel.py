@@ -4,7 +4,9 @@ weights after N updates on the same batches, equal greedy actions, one switch, o
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from drlzero.accel import FastDQNLearner, FastQPolicy, FastRainbowLearner, accel
 from drlzero.algos.base import Learner, QLearner
 from drlzero.algos.dqn import DQNLearner, QPolicy
 from drlzero.algos.rainbow import RainbowLearner
-from drlzero.config import DQNConfig, load_config
+from drlzero.config import DQNConfig, HeadConfig, ReplayConfig, load_config
 from drlzero.encoders.mlp import MLPEncoder
 from drlzero.errors import CheckpointError, ConfigError
 from drlzero.nets.heads import DuelingHead, LinearHead, QNetwork, build_head
@@ -27,7 +29,7 @@ FAST = ["train.progress=false", "train.tensorboard=false"]
 OBS, ACTIONS = 4, 3
 
 
-def _net(cfg: DQNConfig, rainbow: bool) -> QNetwork:
+def _net(cfg: HeadConfig, rainbow: bool) -> QNetwork:
     torch.manual_seed(0)
     enc = MLPEncoder((OBS,), hidden=[16, 16])
     d = int(enc.features_dim)
@@ -54,7 +56,7 @@ def _batch(n: int, seed: int, *, discounts: bool, weights: bool, masks: bool) ->
     )
 
 
-CASES = {  # name: (DQNConfig overrides, Rainbow learner?)
+CASES = {  # name: (dqn / head / replay keys, Rainbow learner?)
     "dqn": ({}, False),
     "double": ({"double": True}, False),
     "dueling": ({"dueling": True}, False),
@@ -79,18 +81,25 @@ CASES = {  # name: (DQNConfig overrides, Rainbow learner?)
 }
 
 
+def _section(cls: type, over: dict[str, Any]) -> Any:
+    """The ``cls`` section of a case: its own keys of ``over``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in over.items() if k in names}
+
+
 def _train(case: str, fast: bool, phases: int = 4, steps: int = 3, b: int = 16) -> QLearner:
     """``phases`` training phases of ``steps`` updates each on fixed batches, target synced
     between phases (as the loop does); prioritized cases take one minibatch per update."""
     over, rainbow = CASES[case]
-    cfg = DQNConfig(lr=1e-2, max_grad_norm=1.0, **over)
-    net = _net(cfg, rainbow)
+    cfg = DQNConfig(lr=1e-2, max_grad_norm=1.0, **_section(DQNConfig, over))
+    replay = ReplayConfig(**_section(ReplayConfig, over))
+    net = _net(HeadConfig(**_section(HeadConfig, over)), rainbow)
     cls, _ = accelerate(RainbowLearner if rainbow else DQNLearner, on=fast)
     learner = cls(net, copy.deepcopy(net), cfg)
     torch.manual_seed(1)  # the noise draws of noisy layers
     for i in range(phases):
         kw = {"discounts": rainbow, "masks": case.endswith("masked")}
-        if cfg.prioritized:
+        if replay.prioritized:
             for j in range(steps):
                 learner.update(_batch(b, 10 * i + j, weights=True, **kw))
         else:
@@ -108,7 +117,7 @@ def test_fast_and_plain_learners_reach_the_same_weights(case: str) -> None:
         pairs = zip(getattr(fast, net).parameters(), getattr(plain, net).parameters(), strict=True)
         for a, b in pairs:
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
-    start = _net(DQNConfig(**CASES[case][0]), CASES[case][1])
+    start = _net(HeadConfig(**_section(HeadConfig, CASES[case][0])), CASES[case][1])
     assert not all(  # the updates did move the weights
         torch.equal(a, b) for a, b in zip(start.parameters(), plain.q_net.parameters(), strict=True)
     )
@@ -140,7 +149,7 @@ def test_the_plain_dqn_step_is_the_textbook_one() -> None:
 
 @pytest.mark.parametrize("dueling", [False, True])
 def test_fast_and_plain_policies_act_greedily_alike(dueling: bool) -> None:
-    net = _net(DQNConfig(dueling=dueling), rainbow=False)
+    net = _net(HeadConfig(dueling=dueling), rainbow=False)
     obs = np.random.default_rng(0).normal(size=(256, OBS)).astype(np.float32)
     mask = np.random.default_rng(1).random((256, ACTIONS)) < 0.7
     mask[np.arange(256), np.random.default_rng(2).integers(0, ACTIONS, 256)] = True
@@ -167,19 +176,19 @@ def test_the_switch_picks_the_classes() -> None:
 def test_compile_with_the_rainbow_learner_is_refused(tmp_path: Path) -> None:
     cfg = load_config(
         "cartpole-dqn",
-        overrides=[*FAST, "dqn.prioritized=true", "train.compile=true", "train.total_steps=10"],
+        overrides=[*FAST, "replay.prioritized=true", "train.compile=true", "train.total_steps=10"],
     )
     with pytest.raises(ConfigError, match=r"set train\.compile=false"):
         drlzero.train(cfg, out=tmp_path / "run")
-    net = _net(DQNConfig(n_step=3), rainbow=True)
+    net = _net(HeadConfig(), rainbow=True)
     with pytest.raises(ConfigError, match=r"set train\.cuda_graphs=false"):  # CUDA graphs
         RainbowLearner(net, copy.deepcopy(net), DQNConfig(n_step=3), compile="reduce-overhead")
 
 
 def test_optimizer_state_of_the_other_path_is_refused() -> None:
-    cfg = DQNConfig()
+    cfg, head = DQNConfig(), HeadConfig()
     learners = [
-        cls(_net(cfg, False), _net(cfg, False), cfg) for cls in (FastDQNLearner, DQNLearner)
+        cls(_net(head, False), _net(head, False), cfg) for cls in (FastDQNLearner, DQNLearner)
     ]
     for lrn in learners:  # one step: the optimizer has state
         lrn.update(_batch(8, 0, discounts=False, weights=False, masks=False))

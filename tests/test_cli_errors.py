@@ -294,7 +294,7 @@ CASES: list[tuple[str, str]] = [
     ("sweep cartpole-dqn --grid dqn.lr", "must look like section.key=v1,v2"),
     ("sweep cartpole-dqn --grid =1,2", "must look like section.key=v1,v2"),
     ("sweep cartpole-dqn --grid dqn.lr=", "must look like section.key=v1,v2"),
-    ("sweep cartpole-dqn --grid dqn.nope=1,2", "did you mean 'dqn.noisy'?"),
+    ("sweep cartpole-dqn --grid head.nosy=1,2", "did you mean 'head.noisy'?"),
     ("sweep cartpole-dqn --grid dqn.lr=a,b", "has the wrong type: expected float"),
     ("sweep cartpole-dqn --grid dqn.lr=1,2 --grid dqn.lr=3", "give all its values at once"),
     ("sweep cartpole-dqn --grid dqn.gamma=0.9,2", "dqn.gamma=2.0 must be in [0, 1]"),
@@ -451,11 +451,11 @@ def test_list_shows_the_dqn_switches(capsys: pytest.CaptureFixture[str]) -> None
     text = "\n".join(_list_lines(capsys))
     for setting in (
         "dqn.double=true",
-        "dqn.dueling=true",
-        "dqn.prioritized=true",
+        "head.dueling=true",
+        "replay.prioritized=true",
         "dqn.n_step=N",
-        "dqn.distributional=c51|qr",
-        "dqn.noisy=true",
+        "head.distributional=c51|qr",
+        "head.noisy=true",
     ):
         assert f"  {setting} " in text, setting
     assert "Rainbow = all six" in text
@@ -484,7 +484,7 @@ def test_preset_combination_names_each_switch() -> None:
     from drlzero.config import load_config
 
     cfg = load_config(
-        "cartpole-dqn", overrides=["dqn.distributional=qr", "dqn.noisy=true", "dqn.n_step=5"]
+        "cartpole-dqn", overrides=["head.distributional=qr", "head.noisy=true", "dqn.n_step=5"]
     )
     assert (
         preset_combination(cfg) == "dqn + double, n_step=5, qr, noisy on CartPole-v1 (mlp encoder)"

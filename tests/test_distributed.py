@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from drlzero.cli import main
-from drlzero.config import DQNConfig, load_config
+from drlzero.config import ReplayConfig, load_config
 from drlzero.distributed.apex import (
     ReplayShard,
     Transitions,
@@ -63,7 +63,7 @@ def _transitions(k: int, prio: np.ndarray) -> Transitions:
 
 
 def test_replay_shard_samples_by_the_actors_priorities() -> None:
-    shard = ReplayShard(16, (4,), np.dtype(np.float32), DQNConfig(), total_steps=100, seed=0)
+    shard = ReplayShard(16, (4,), np.dtype(np.float32), ReplayConfig(), total_steps=100, seed=0)
     prio = np.zeros(8)
     prio[5] = 100.0  # (100 + eps)^0.6 against (eps)^0.6: index 5 is almost always drawn
     assert shard.add(_transitions(8, prio)) == 8
@@ -75,7 +75,7 @@ def test_replay_shard_samples_by_the_actors_priorities() -> None:
     assert weights.shape == (32,)
     shard.update_priorities(np.array([5]), np.array([0.0]))
     tensors, meta = shard.state()
-    other = ReplayShard(16, (4,), np.dtype(np.float32), DQNConfig(), total_steps=100, seed=0)
+    other = ReplayShard(16, (4,), np.dtype(np.float32), ReplayConfig(), total_steps=100, seed=0)
     other.load_state(tensors, json.loads(json.dumps(meta)))
     assert other.size() == 8
     assert other.stats()["added"] == 8
@@ -83,7 +83,7 @@ def test_replay_shard_samples_by_the_actors_priorities() -> None:
 
 
 def test_replay_shard_names_the_chunks_it_stored() -> None:
-    shard = ReplayShard(16, (4,), np.dtype(np.float32), DQNConfig(), total_steps=100, seed=0)
+    shard = ReplayShard(16, (4,), np.dtype(np.float32), ReplayConfig(), total_steps=100, seed=0)
     shard.add(_transitions(3, np.ones(3)), 7)
     shard.add(_transitions(5, np.ones(5)), 9)
     shard.add(_transitions(2, np.ones(2)))  # no id: not tracked
@@ -99,7 +99,7 @@ def test_lost_chunks_that_reached_replay_are_counted_as_unreported() -> None:
     from drlzero.distributed.apex import ApexStats, ApexTrainer
 
     stored = [
-        ReplayShard(64, (4,), np.dtype(np.float32), DQNConfig(), total_steps=9, seed=0)
+        ReplayShard(64, (4,), np.dtype(np.float32), ReplayConfig(), total_steps=9, seed=0)
         for _ in range(2)
     ]
     stored[1].add(_transitions(8, np.ones(8)), 5)

@@ -208,7 +208,7 @@ def _check_double(seen: dict[str, list[Any]], result: TrainResult) -> None:
 
 
 OPTIONS: dict[str, tuple[list[str], Callable[[dict[str, list[Any]], TrainResult], None]]] = {
-    "dueling": (["dqn.dueling=true"], _check_dueling),
+    "dueling": (["head.dueling=true"], _check_dueling),
     "rmsprop+mse+polyak": (
         [
             "dqn.optimizer=rmsprop",
@@ -262,12 +262,12 @@ def test_dqn_options_take_effect(
 
 
 COMPONENTS = {
-    "double+dueling": ["dqn.double=true", "dqn.dueling=true"],
-    "prioritized": ["dqn.prioritized=true"],
+    "double+dueling": ["dqn.double=true", "head.dueling=true"],
+    "prioritized": ["replay.prioritized=true"],
     "n-step": ["dqn.n_step=3"],
-    "c51": ["dqn.distributional=c51", "dqn.v_min=0", "dqn.v_max=100"],
-    "qr": ["dqn.distributional=qr"],
-    "noisy": ["dqn.noisy=true", "exploration.start=0", "exploration.end=0"],
+    "c51": ["head.distributional=c51", "head.v_min=0", "head.v_max=100"],
+    "qr": ["head.distributional=qr"],
+    "noisy": ["head.noisy=true", "exploration.start=0", "exploration.end=0"],
 }
 
 

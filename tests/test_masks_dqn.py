@@ -205,7 +205,7 @@ def test_dqn_learner_uses_the_next_state_mask(double: bool) -> None:
 
 
 def test_rainbow_qr_masks_the_greedy_next_action() -> None:
-    cfg = DQNConfig(gamma=0.9, distributional="qr", num_atoms=5, n_step=2)
+    cfg = DQNConfig(gamma=0.9, n_step=2)  # the loss follows the QR head
     torch.manual_seed(0)
     q_net = QNetwork(MLPEncoder((3,), hidden=[8]), QRHead(8, 4, 5))
     target = copy.deepcopy(q_net)

@@ -154,7 +154,7 @@ def test_atari_preprocessing_and_unclipped_evaluation(tmp_path: Path) -> None:
             *FAST,
             "train.total_steps=300",
             "dqn.learning_starts=100",
-            "dqn.buffer_size=300",
+            "replay.buffer_size=300",
             "dqn.target_update_interval=100",
             "train.eval_freq=0",
             "train.eval_episodes=1",

@@ -123,7 +123,7 @@ def test_two_gloo_processes_on_half_batches_equal_one_process_on_the_whole() -> 
         (["train.devices=2"], "train.fast_path=false"),
         (["algo=ppo", "train.devices=2"], "train.fast_path=false"),
         (["train.devices=2", "train.fast_path=false", "dqn.batch_size=63"], "multiple of"),
-        (["train.devices=2", "train.fast_path=false", "dqn.prioritized=true"], "Rainbow"),
+        (["train.devices=2", "train.fast_path=false", "replay.prioritized=true"], "Rainbow"),
         (["train.devices=0"], "train.devices=0 must be > 0"),
         (["train.precision=fp8"], "train.precision='fp8' is not one of"),
         (["train.strategy=ddp"], "train.strategy='ddp' is not one of"),

@@ -10,13 +10,13 @@ from torch import nn
 
 from drlzero.accel import FastRainbowLearner
 from drlzero.algos.rainbow import RainbowLearner, per_sample_loss
-from drlzero.config import DQNConfig
-from drlzero.nets.heads import QNetwork, build_head
+from drlzero.config import DQNConfig, HeadConfig
+from drlzero.nets.heads import QNetwork, build_head, head_kind
 from drlzero.nets.noisy import NoisyLinear, noisy_layers, reset_noise
 from drlzero.replay.storage import Batch
 
 
-def _net(cfg: DQNConfig) -> QNetwork:
+def _net(cfg: HeadConfig) -> QNetwork:
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(3, 16), nn.ReLU())
     enc.features_dim = 16  # type: ignore[assignment]
@@ -39,19 +39,19 @@ def _batch(n: int = 8, discount: float = 0.9) -> Batch:
 @pytest.mark.parametrize("dueling", [False, True])
 @pytest.mark.parametrize("noisy", [False, True])
 def test_heads_give_q_values(dist: str, dueling: bool, noisy: bool) -> None:
-    cfg = DQNConfig(distributional=dist, dueling=dueling, noisy=noisy, num_atoms=11)
-    net = _net(cfg)
+    net = _net(HeadConfig(distributional=dist, dueling=dueling, noisy=noisy, num_atoms=11))
     q = net(torch.randn(5, 3))
     assert q.shape == (5, 2)
     if dist != "none":
         assert net.distribution(torch.randn(5, 3)).shape == (5, 2, 11)
     assert any(isinstance(m, NoisyLinear) for m in net.modules()) == noisy
+    assert head_kind(net) == dist  # the loss reads what the head outputs from the head itself
 
 
 def test_n_step_discount_enters_the_target() -> None:
     """Expected-value head: y = R + gamma^m (1 - term) max_a Q'(s', a) with the stored gamma^m."""
     cfg = DQNConfig(loss="mse")
-    net = _net(cfg)
+    net = _net(HeadConfig())
     target = copy.deepcopy(net)
     batch = _batch(discount=0.125)  # e.g. n = 3 with gamma = 0.5
     loss_B, prio_B, q_B = per_sample_loss(net, target, batch, cfg)
@@ -68,7 +68,7 @@ def test_importance_weights_scale_the_gradient() -> None:
     batch = _batch()
     grads = []
     for w in (torch.ones(8), torch.full((8,), 2.0)):
-        net = _net(cfg)
+        net = _net(HeadConfig())
         learner = RainbowLearner(net, copy.deepcopy(net), cfg)
         learner.update(batch._replace(weights=w))
         grads.append(torch.cat([p.grad.reshape(-1) for p in net.parameters()]))
@@ -78,9 +78,8 @@ def test_importance_weights_scale_the_gradient() -> None:
 @pytest.mark.parametrize("dist", ["c51", "qr"])
 def test_distributional_learner_fits_a_fixed_target(dist: str) -> None:
     """Terminal transitions with reward 1 for action 0: Q(s, 0) must approach 1."""
-    cfg = DQNConfig(distributional=dist, num_atoms=21, v_min=-2, v_max=2, lr=0.01)
-    net = _net(cfg)
-    learner = RainbowLearner(net, copy.deepcopy(net), cfg)
+    net = _net(HeadConfig(distributional=dist, num_atoms=21, v_min=-2, v_max=2))
+    learner = RainbowLearner(net, copy.deepcopy(net), DQNConfig(lr=0.01))
     n = 32
     batch = Batch(
         torch.randn(n, 3),
@@ -97,9 +96,8 @@ def test_distributional_learner_fits_a_fixed_target(dist: str) -> None:
 
 
 def test_noise_is_resampled_each_update_and_absent_in_eval() -> None:
-    cfg = DQNConfig(noisy=True)
-    net = _net(cfg)
-    learner = RainbowLearner(net, copy.deepcopy(net), cfg)
+    net = _net(HeadConfig(noisy=True))
+    learner = RainbowLearner(net, copy.deepcopy(net), DQNConfig())
     x = torch.randn(4, 3)
     layer = next(m for m in net.modules() if isinstance(m, NoisyLinear))
     before = layer.epsilon_out.clone()
@@ -128,13 +126,12 @@ def test_noise_is_resampled_each_update_and_absent_in_eval() -> None:
 def test_flat_forwards_match_the_module_calls(dist: str) -> None:
     """The fast learner's update through flat traces (noisy layers included) equals the plain
     learner's module calls."""
-    cfg = DQNConfig(
-        distributional=dist, num_atoms=11, dueling=True, noisy=True, double=True, lr=1e-2
-    )
+    cfg = DQNConfig(double=True, lr=1e-2)
+    head = HeadConfig(distributional=dist, num_atoms=11, dueling=True, noisy=True)
     runs = []
     for cls in (FastRainbowLearner, RainbowLearner):
         torch.manual_seed(0)
-        net = _net(cfg)
+        net = _net(head)
         learner = cls(net, copy.deepcopy(net), cfg)
         stats = []
         for _ in range(3):  # noise resampled each update: the traces must read it live

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from drlzero.config import Config, read_config
+from drlzero.config import Config, read_config, upgrade_mapping
 from drlzero.errors import CheckpointError, ConfigError, UserError
 
 #: Config keys that fix the shape of a run's networks (or what they act on). A checkpoint whose
@@ -25,10 +25,10 @@ IDENTITY_KEYS = (
     "encoder.d_model",
     "encoder.n_heads",
     "encoder.n_layers",
-    "dqn.dueling",
-    "dqn.distributional",
-    "dqn.num_atoms",
-    "dqn.noisy",
+    "head.dueling",
+    "head.distributional",
+    "head.num_atoms",
+    "head.noisy",
 )
 
 #: Sections every saved ``config.yaml`` has had; one missing means the file was cut short.
@@ -145,6 +145,7 @@ def check_checkpoint_config(cfg: Config, meta: dict[str, Any], where: str | Path
     if not isinstance(saved, dict):
         return  # nothing to compare with; the weights' shapes are still checked on load
     mine = cfg.to_dict()
+    saved = upgrade_mapping(saved)  # a checkpoint of an older version names keys as it did
     for key in IDENTITY_KEYS:
         theirs, ours = _lookup(saved, key), _lookup(mine, key)
         if theirs is _MISSING or ours is _MISSING or theirs == ours:

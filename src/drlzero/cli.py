@@ -23,11 +23,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _keys_epilog() -> str:
-    from drlzero.config import all_keys
+    from drlzero.config import RENAMED_KEYS, all_keys
 
     lines = ["config keys (set with key=value, e.g. dqn.lr=0.001 train.seed=3):"]
     for key, tp, default, doc in all_keys():
         lines.append(f"  {key:<30} {doc} [{tp}, default {default!r}]")
+    lines.append("renamed keys (the old name still works, with a deprecation warning):")
+    lines.extend(f"  {old:<30} -> {new}" for old, new in RENAMED_KEYS.items())
     return "\n".join(lines)
 
 
@@ -472,29 +474,40 @@ DQN_SWITCHES = (
         "dqn.double=true",
         "Double DQN target: online net picks, target net scores (van Hasselt 2016)",
     ),
-    ("dqn.dueling=true", "dueling head Q = V + A - mean(A) (Wang et al. 2016)"),
+    ("head.dueling=true", "dueling head Q = V + A - mean(A) (Wang et al. 2016)"),
     (
-        "dqn.prioritized=true",
-        "prioritized replay, proportional (Schaul et al. 2016; dqn.per_alpha, dqn.per_beta)",
+        "replay.prioritized=true",
+        "prioritized replay, proportional (Schaul et al. 2016; replay.alpha, replay.beta)",
     ),
     ("dqn.n_step=N", "N-step returns (Rainbow: 3)"),
     (
-        "dqn.distributional=c51|qr",
-        "C51 return atoms (Bellemare 2017; dqn.num_atoms, v_min, v_max) or QR-DQN (Dabney 2018)",
+        "head.distributional=c51|qr",
+        "C51 return atoms (Bellemare 2017; head.num_atoms, v_min, v_max) or QR-DQN (Dabney 2018)",
     ),
-    ("dqn.noisy=true", "noisy linear layers explore (Fortunato et al. 2018; set exploration to 0)"),
+    (
+        "head.noisy=true",
+        "noisy linear layers explore (Fortunato et al. 2018; set exploration to 0)",
+    ),
 )
 
 
 def dqn_switches(cfg: Any) -> list[str]:
     """The DQN-family switches a config turns on, e.g. ``["double", "n_step=3", "c51"]``."""
-    d = cfg.dqn
-    on = [name for name in ("double", "dueling", "prioritized") if getattr(d, name)]
+    d, h = cfg.dqn, cfg.head
+    on = [
+        name
+        for name, value in (
+            ("double", d.double),
+            ("dueling", h.dueling),
+            ("prioritized", cfg.replay.prioritized),
+        )
+        if value
+    ]
     if d.n_step > 1:
         on.append(f"n_step={d.n_step}")
-    if d.distributional != "none":
-        on.append(d.distributional)
-    if d.noisy:
+    if h.distributional != "none":
+        on.append(h.distributional)
+    if h.noisy:
         on.append("noisy")
     return on
 

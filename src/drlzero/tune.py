@@ -42,7 +42,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from drlzero.checks import make_out_dir
-from drlzero.config import Config, all_keys, load_config, save_config, set_key, with_overrides
+from drlzero.config import (
+    Config,
+    all_keys,
+    canonical_key,
+    load_config,
+    save_config,
+    set_key,
+    with_overrides,
+)
 from drlzero.errors import ConfigError, UserError
 from drlzero.results import Result
 
@@ -116,6 +124,7 @@ def parse_space(items: list[str], base: Config | None = None) -> list[Dim]:
             raise UserError(
                 f"--space {item!r} must look like key=low:high, key=low:high:log or key=a,b,c"
             )
+        key = canonical_key(key)  # a renamed key searches its new name (with a warning)
         if key not in types:
             close = difflib.get_close_matches(key, list(types), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""

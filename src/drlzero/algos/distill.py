@@ -93,8 +93,9 @@ def student_config(
     cfg.encoder.hidden = list(hidden)
     if features_dim is not None:
         cfg.encoder.features_dim = features_dim
-    d = cfg.dqn
-    d.dueling, d.distributional, d.noisy, d.prioritized, d.n_step = False, "none", False, False, 1
+    h = cfg.head
+    h.dueling, h.distributional, h.noisy = False, "none", False
+    cfg.replay.prioritized, cfg.dqn.n_step = False, 1
     cfg.exploration.start = cfg.exploration.end = 0.0
     cfg.train.seed = seed
     return cfg.validate()

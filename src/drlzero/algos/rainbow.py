@@ -34,6 +34,7 @@ from drlzero.algos.dqn import CompileSetting, td_targets
 from drlzero.config import DQNConfig
 from drlzero.errors import ConfigError
 from drlzero.masks import masked_argmax
+from drlzero.nets.heads import head_kind
 from drlzero.nets.noisy import NoiseResetter, noisy_layers
 from drlzero.replay.storage import Batch
 
@@ -49,13 +50,15 @@ def per_sample_loss(
     """Loss of each sample, the priority it earns, and Q of the taken actions.
 
     Priorities: ``|y - Q(s, a)|`` for expected-value heads; the distributional loss itself for
-    C51/QR (the KL form used by Rainbow).
+    C51/QR (the KL form used by Rainbow). Which loss follows from the head (:func:`head_kind`);
+    ``cfg`` gives the discount, Double DQN and the expected-value loss.
 
     ``online`` / ``target`` compute the networks' raw outputs
     (:class:`~drlzero.nets.heads.RawOutput`; e.g. their flat forwards); by default the modules
     are called.
     """
-    distributional = cfg.distributional != "none"
+    kind = head_kind(q_net)
+    distributional = kind != "none"
     if online is None:
         online = q_net.distribution if distributional else q_net  # type: ignore[assignment]
     if target is None:
@@ -67,7 +70,7 @@ def per_sample_loss(
     # Double DQN needs the online network on s and s': one forward of both halves costs less
     # than two on small networks (per-call overhead dominates); only the s half gets gradients.
     both = torch.cat([batch.obs, batch.next_obs]) if cfg.double else batch.obs
-    if cfg.distributional == "none":
+    if kind == "none":
         q_2BA = online(both)
         q_B = q_2BA[:b][idx_B, a_B]
         with torch.no_grad():
@@ -93,7 +96,7 @@ def per_sample_loss(
         chooser = head.q_values(z_2BAN[b:].detach() if cfg.double else next_z_BAN)
         next_a_B = masked_argmax(chooser, batch.next_mask)  # the best allowed next action
         next_z_BN = next_z_BAN[idx_B, next_a_B]
-    if cfg.distributional == "c51":
+    if kind == "c51":
         with torch.no_grad():
             target_BN = categorical_projection(
                 next_z_BN.softmax(dim=-1),

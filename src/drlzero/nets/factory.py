@@ -1,4 +1,4 @@
-"""The Q-network factory: an encoder for the observation space and the Q head the ``dqn``
+"""The Q-network factory: an encoder for the observation space and the Q head the ``head``
 section asks for (:func:`drlzero.nets.heads.build_head`: linear, dueling, or the Rainbow
 family's distributional and noisy heads), or DRRN's network for text actions."""
 
@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from drlzero.config import Config, DQNConfig
+from drlzero.config import Config
 from drlzero.encoders import build_encoder
 from drlzero.errors import ConfigError
 from drlzero.nets.drrn import build_drrn_network
 from drlzero.nets.heads import QNetwork, build_head
 
 
-def uses_family(cfg: DQNConfig) -> bool:
+def uses_family(cfg: Config) -> bool:
     """Whether a Rainbow component is on (then :mod:`drlzero.algos.rainbow` learns)."""
-    return cfg.n_step > 1 or cfg.prioritized or cfg.distributional != "none" or cfg.noisy
+    h = cfg.head
+    return cfg.dqn.n_step > 1 or cfg.replay.prioritized or h.distributional != "none" or h.noisy
 
 
 def build_q_network(cfg: Config, obs_space: gym.Space, action_space: gym.Space) -> QNetwork:
-    """Encoder + the ``dqn`` section's head for a Discrete action space."""
+    """Encoder + the ``head`` section's head for a Discrete action space."""
     if not isinstance(action_space, gym.spaces.Discrete):
         raise ConfigError(
             f"DQN needs a Discrete action space, but {cfg.env.id} has {action_space}; "
@@ -28,4 +29,4 @@ def build_q_network(cfg: Config, obs_space: gym.Space, action_space: gym.Space) 
     if cfg.algo == "drrn":  # text actions: q(state, candidate) pairs
         return build_drrn_network(cfg, obs_space, action_space)  # type: ignore[return-value]
     encoder = build_encoder(cfg.encoder, obs_space)
-    return QNetwork(encoder, build_head(int(encoder.features_dim), int(action_space.n), cfg.dqn))
+    return QNetwork(encoder, build_head(int(encoder.features_dim), int(action_space.n), cfg.head))

@@ -6,7 +6,7 @@ picks one for the ``dqn`` section (:func:`build_head`), and the Q network (encod
   :class:`DuelingDistributionalHead`: a distribution over returns per action, with
   ``q_values`` giving its mean;
 - :class:`PairScorer`: ``q(s, a)`` for DRRN's candidate text actions (:mod:`drlzero.nets.drrn`);
-- any of the linear-layer heads in noisy form (:mod:`drlzero.nets.noisy`, ``dqn.noisy``).
+- any of the linear-layer heads in noisy form (:mod:`drlzero.nets.noisy`, ``head.noisy``).
 
 The targets and losses these heads are trained with are in :mod:`drlzero.algos.dqn`,
 :mod:`drlzero.algos.distributional` and :mod:`drlzero.algos.rainbow`.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from drlzero.config import DQNConfig
+from drlzero.config import HeadConfig
 from drlzero.nets.noisy import NoisyLinear
 
 
@@ -117,8 +117,8 @@ class QRHead(nn.Module):
         return quantiles_BAN.mean(dim=-1)
 
 
-def _linear(cfg: DQNConfig, d_in: int, d_out: int) -> nn.Module:
-    """A linear layer, noisy when ``dqn.noisy`` is on."""
+def _linear(cfg: HeadConfig, d_in: int, d_out: int) -> nn.Module:
+    """A linear layer, noisy when ``head.noisy`` is on."""
     return NoisyLinear(d_in, d_out, cfg.noisy_sigma) if cfg.noisy else nn.Linear(d_in, d_out)
 
 
@@ -126,13 +126,13 @@ class DuelingDistributionalHead(nn.Module):
     """Dueling over a distribution: ``z_BAN = v_B1N + a_BAN - mean_a a_BAN``.
 
     For C51 the combination is applied to the logits before the softmax (Rainbow, eq. 5); for
-    QR-DQN to the quantile values. Its linear layers are noisy when ``dqn.noisy`` is on.
+    QR-DQN to the quantile values. Its linear layers are noisy when ``head.noisy`` is on.
     """
 
     support_N: torch.Tensor  # C51 only
 
     def __init__(
-        self, features_dim: int, num_actions: int, cfg: DQNConfig, hidden: int = 64
+        self, features_dim: int, num_actions: int, cfg: HeadConfig, hidden: int = 64
     ) -> None:
         super().__init__()
         self.kind = cfg.distributional
@@ -175,7 +175,7 @@ class PairScorer(nn.Module):
         return self.mlp(pair_BK3D).squeeze(-1)
 
 
-def build_head(features_dim: int, num_actions: int, cfg: DQNConfig) -> nn.Module:
+def build_head(features_dim: int, num_actions: int, cfg: HeadConfig) -> nn.Module:
     """The Q head for ``cfg``: linear or dueling, expected or distributional, plain or noisy."""
     if cfg.distributional == "none":
         head: nn.Module = (DuelingHead if cfg.dueling else LinearHead)(features_dim, num_actions)
@@ -233,3 +233,12 @@ class RawOutput(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net.distribution(obs) if self._distributional else self.net(obs)
+
+
+def head_kind(q_net: nn.Module) -> str:
+    """What ``q_net``'s head outputs, which fixes the loss: ``"none"`` (Q-values), ``"c51"``
+    (logits over the fixed support ``support_N``) or ``"qr"`` (quantiles)."""
+    head = getattr(q_net, "head", None)
+    if head is None or not hasattr(head, "q_values"):
+        return "none"
+    return "c51" if hasattr(head, "support_N") else "qr"

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from drlzero.config import DQNConfig
+from drlzero.config import DQNConfig, ReplayConfig
 from drlzero.replay.nstep import NStepAccumulator
 from drlzero.replay.prioritized import PrioritizedSampler
 from drlzero.replay.storage import Batch, ReplayStorage
@@ -24,7 +24,8 @@ class Replay:
 
     Args:
         storage: the transition storage.
-        cfg: ``n_step``, ``gamma`` and the prioritized-replay settings.
+        cfg: ``n_step`` and ``gamma``.
+        replay: the prioritized-replay settings.
         num_envs: parallel envs feeding it (n-step windows are per env).
         total_steps: env steps of the run (importance exponent beta reaches 1 at the end).
         seed: seed of the prioritized sampler.
@@ -34,6 +35,7 @@ class Replay:
         self,
         storage: ReplayStorage,
         cfg: DQNConfig,
+        replay: ReplayConfig,
         *,
         num_envs: int,
         total_steps: int,
@@ -51,14 +53,14 @@ class Replay:
         self.per = (
             PrioritizedSampler(
                 storage.capacity,
-                alpha=cfg.per_alpha,
-                beta_start=cfg.per_beta,
+                alpha=replay.alpha,
+                beta_start=replay.beta,
                 beta_end=1.0,
                 beta_steps=total_steps,
-                eps=cfg.per_eps,
+                eps=replay.eps,
                 seed=seed,
             )
-            if cfg.prioritized
+            if replay.prioritized
             else None
         )
         self._all = np.arange(storage.capacity)

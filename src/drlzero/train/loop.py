@@ -84,7 +84,7 @@ def train_dqn(
     # PER / n-step / C51 / QR / noisy learn with Rainbow's learner, plain DQN with its own; the
     # fast path (drlzero.accel) computes the same steps with less overhead per call.
     learner_cls, policy_cls = accelerate(
-        RainbowLearner if uses_family(d) else DQNLearner, on=t.fast_path
+        RainbowLearner if uses_family(cfg) else DQNLearner, on=t.fast_path
     )
     learner = learner_cls(q_net, target_net, d, groups, compile=mode)
     learner.dp = dp
@@ -93,12 +93,12 @@ def train_dqn(
     policy = policy_cls(q_net, explorer, device, compile=mode)
     reset_acting_noise = NoiseResetter(noisy_layers(q_net))
     masks = MaskSource(cfg.env.action_mask, E, int(act_space.n))  # action masks (off: None)
-    capacity = min(d.buffer_size, max(t.total_steps, d.batch_size))
+    capacity = min(cfg.replay.buffer_size, max(t.total_steps, d.batch_size))
     spec = stored_spec(q_net.encoder, obs_space)  # what a stored observation is
     # with masks on, each transition also keeps its next state's mask (for the target's max)
     n_mask = int(act_space.n) if masks.on else None
     storage = ReplayStorage(capacity, *spec, device=device, seed=t.seed + 1, num_actions=n_mask)
-    buffer = Replay(storage, d, num_envs=E, total_steps=t.total_steps, seed=t.seed + 3)
+    buffer = Replay(storage, d, cfg.replay, num_envs=E, total_steps=t.total_steps, seed=t.seed + 3)
     rng = np.random.default_rng(t.seed + 2)
     evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET, masked=masks.on)
     raw_obs, reset_info = envs.reset(seed=t.seed)

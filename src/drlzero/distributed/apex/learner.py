@@ -160,7 +160,7 @@ class ApexTrainer:
         self.evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
 
         shape, dtype = stored_spec(self.q_net.encoder, obs_space)
-        capacity = min(d.buffer_size, max(t.total_steps, d.batch_size))
+        capacity = min(cfg.replay.buffer_size, max(t.total_steps, d.batch_size))
         per_shard = math.ceil(capacity / dx.replay_shards)
         if self.resume:  # keep the saved capacity: a larger --total-steps must not resize it
             saved = json.loads((self.run_dir / "checkpoints" / "last.json").read_text())
@@ -170,7 +170,12 @@ class ApexTrainer:
         shard_cls = ray.remote(num_cpus=0)(ReplayShard)
         self.shards = [
             shard_cls.remote(
-                per_shard, shape, dtype, d, total_steps=t.total_steps, seed=t.seed + 100 + k
+                per_shard,
+                shape,
+                dtype,
+                cfg.replay,
+                total_steps=t.total_steps,
+                seed=t.seed + 100 + k,
             )
             for k in range(dx.replay_shards)
         ]

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from drlzero.config import DQNConfig
+from drlzero.config import ReplayConfig
 from drlzero.replay import PrioritizedSampler
 from drlzero.replay.storage import ReplayStorage
 
@@ -39,7 +39,7 @@ class ReplayShard:
         capacity: int,
         obs_shape: tuple[int, ...],
         obs_dtype: np.dtype,
-        dqn: DQNConfig,
+        replay: ReplayConfig,
         *,
         total_steps: int,
         seed: int,
@@ -48,11 +48,11 @@ class ReplayShard:
         self.storage = ReplayStorage(capacity, obs_shape, obs_dtype, seed=seed)
         self.per = PrioritizedSampler(
             capacity,
-            alpha=dqn.per_alpha,
-            beta_start=dqn.per_beta,
+            alpha=replay.alpha,
+            beta_start=replay.beta,
             beta_end=1.0,
             beta_steps=total_steps,
-            eps=dqn.per_eps,
+            eps=replay.eps,
             seed=seed + 1,
         )
         self._all = np.arange(capacity)
