@@ -124,7 +124,7 @@ def run_drlzero(seed: int, steps: int, episodes: int) -> dict[str, float]:
     cfg = preset(seed, steps)
     with tempfile.TemporaryDirectory() as tmp:
         result = drlzero.train(cfg, out=Path(tmp) / "run")
-        agent = drlzero.load_agent(result.run_dir, "last")
+        agent = drlzero.load_agent(result.run_dir, checkpoint="last")
         ret = deterministic_eval(lambda o: agent.act(o[None])[0], episodes, 20_000 + seed)
     loop = result.loop_time_s or result.wall_time_s
     return {"sps": result.steps / loop, "loop_s": loop, "return": ret}
