@@ -2,10 +2,11 @@
 
 A refactor must not cost speed. This runs each preset on each source tree (a checkout's ``src``
 directory, e.g. a ``git worktree`` of the commit before the change and the current one) in
-fresh subprocesses with the same Python and packages, tree after tree within each round, so
-machine noise falls on all trees alike. Throughput is the training loop's own
-``loop_time_s`` (no periodic evaluation, checkpoints, TensorBoard or progress bar), one torch
-thread, the preset's own settings otherwise.
+fresh subprocesses with the same Python and packages, tree after tree within each round and
+the trees' order reversed every other round (the run that goes first in a round was measured
+up to 25% faster here whichever tree it was), so machine noise falls on all trees alike.
+Throughput is the training loop's own ``loop_time_s`` (no periodic evaluation, checkpoints,
+TensorBoard or progress bar), one torch thread, the preset's own settings otherwise.
 
 Usage::
 
@@ -100,8 +101,11 @@ def main() -> None:
     }
     print(f"{args.steps} env steps per run, {args.rounds} rounds, trees alternate in each round")
     for rnd in range(args.rounds):
+        order = list(trees.items())
+        if rnd % 2:  # ABBA: each tree goes first in half of the rounds
+            order.reverse()
         for preset in args.preset:
-            for tree, src in trees.items():
+            for tree, src in order:
                 r = run_one(src, preset, args.steps, seed=rnd)
                 runs[preset][tree].append({"round": rnd, **r})
                 print(f"round {rnd} {preset:>24} {tree:>10}: {r['sps']:8.0f} steps/s")
