@@ -9,6 +9,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -267,3 +268,56 @@ def test_run_resume_restores_counters_best_and_recent_episodes(
     assert again.evals == [60, 80]  # the schedule continues from step 50
     assert res.best_eval_return == 7.0 and res.steps == 80
     assert resumed.logger.episodes == 8
+
+
+@pytest.mark.parametrize("num_envs", [1, 3])
+def test_track_sums_returns_and_lengths_per_env_across_a_resume(
+    tmp_path: Path, clock: _Clock, num_envs: int
+) -> None:
+    """Episode returns and lengths by hand; a save mid-episode and a resume continue them."""
+    rng = np.random.default_rng(0)
+    E = num_envs
+    # rewards and done flags for 12 vector steps; every env ends episodes at its own times
+    rewards = rng.normal(size=(12, E))
+    dones = rng.random((12, E)) < 0.3
+    expected: list[tuple[int, float, int]] = []  # (step, return, length) in logging order
+    ret, length = np.zeros(E), np.zeros(E, dtype=np.int64)
+    for k in range(12):
+        ret += rewards[k]
+        length += 1
+        for i in np.flatnonzero(dones[k]):
+            expected.append(((k + 1) * E, float(ret[i]), int(length[i])))
+        ret[dones[k]], length[dones[k]] = 0.0, 0
+
+    cfg = _cfg(total_steps=12 * E, eval_freq=0, log_freq=10**6, checkpoint_freq=0)
+    cfg.train.checkpoint_every_s = 0
+    seen: list[tuple[int, float, int]] = []
+
+    def make(resume: bool) -> Run:
+        run = Run(
+            cfg,
+            tmp_path,
+            kind="fake",
+            resume=resume,
+            evaluate=lambda: {"mean_return": 0.0, "std_return": 0.0, "episodes": 1},
+            state=lambda name: ({}, {}),
+            title="fake",
+            num_envs=E,
+        )
+        run.logger.episode = lambda step, r, n, s: seen.append((step, r, n))  # type: ignore[method-assign]
+        return run
+
+    run = make(resume=False)
+    for k in range(7):
+        run.track(rewards[k], dones[k], {})
+    run.save("last")
+    run.close()
+    run = make(resume=True)
+    for k in range(7, 12):
+        run.track(rewards[k], dones[k], {})
+    run.close()
+    assert [s for s, _, _ in seen] == [s for s, _, _ in expected]
+    assert [n for _, _, n in seen] == [n for _, _, n in expected]
+    np.testing.assert_allclose([r for _, r, _ in seen], [r for _, r, _ in expected], rtol=1e-12)
+    np.testing.assert_array_equal(run.ep_len_E, length)
+    np.testing.assert_allclose(run.ep_ret_E, ret, rtol=1e-12)

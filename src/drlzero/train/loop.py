@@ -103,6 +103,7 @@ def train_dqn(
     evaluator = Evaluator(cfg.env, t.eval_episodes, t.seed + EVAL_SEED_OFFSET, masked=masks.on)
     raw_obs, reset_info = envs.reset(seed=t.seed)
     obs, mask = prep(raw_obs), masks.reset(reset_info)  # mask: the acting mask (or None)
+    next_mask: np.ndarray | None = None  # with masks off: None throughout
     vec_steps = updates = 0
     stats: dict[str, torch.Tensor] = {}
 
@@ -150,7 +151,8 @@ def train_dqn(
             done = term | trunc
             any_done = bool(done[0]) if E == 1 else bool(done.any())  # indexing: ~10x cheaper
             real_next = real_next_obs(next_obs, any_done, info, prep)
-            mask, next_mask = masks.step(info, done)  # acting mask / stored next-state mask
+            if masks.on:  # the acting mask and each transition's next-state mask
+                mask, next_mask = masks.step(info, done)
             buffer.add(obs, actions, reward, real_next, term, trunc, next_mask)
             obs = next_obs
             prev_step = run.step

@@ -326,13 +326,19 @@ class Run:
             dq.extend(recent.get(key, []))
         self.logger.episodes = episodes
         self._has_last = resume
-        #: Running return and length of each env's current episode (with ``num_envs``).
-        self.ep_ret_E = np.zeros(num_envs or 0)
-        self.ep_len_E = np.zeros(num_envs or 0, dtype=np.int64)
+        # Per-step episode bookkeeping without NumPy in-place adds where it can: each costs
+        # ~1 µs inside a training loop, a measurable share of a ~75 µs CartPole DQN step.
+        # Returns: a Python float for one env (the same float64 sums), an array for several.
+        # Lengths: vector steps since each env's episode began.
+        self._num_envs = num_envs or 0
         self._tracks = num_envs is not None
+        self._ret = 0.0
+        self._ret_E = np.zeros(self._num_envs)
+        self._vec_steps = 0
+        self._ep_start_E = np.zeros(self._num_envs, dtype=np.int64)
         if self.loaded is not None and self._tracks and "loop.ep_ret" in self.loaded[0]:
-            self.ep_ret_E = self.loaded[0]["loop.ep_ret"].cpu().numpy().astype(np.float64)
-            self.ep_len_E = self.loaded[0]["loop.ep_len"].cpu().numpy()
+            self._set_returns(self.loaded[0]["loop.ep_ret"].cpu().numpy().astype(np.float64))
+            self._ep_start_E = -self.loaded[0]["loop.ep_len"].cpu().numpy().astype(np.int64)
 
         def after(freq: int) -> float:  # the first multiple of freq past the current step
             return (self.step // freq + 1) * freq if freq else math.inf
@@ -368,22 +374,44 @@ class Run:
         """One vector step of the E envs (needs ``num_envs``): counts E env steps, adds to each
         env's running episode and reports the episodes that ended (``done_E``: terminated or
         truncated; success from the env's ``is_success`` or ``env.success_return``)."""
-        self.ep_ret_E += reward_E
-        self.ep_len_E += 1
-        self.step += len(done_E)
-        if not (bool(done_E[0]) if len(done_E) == 1 else bool(done_E.any())):  # indexing: faster
-            return
+        self._vec_steps += 1
+        self.step += self._num_envs
+        if self._num_envs == 1:
+            self._ret += float(reward_E[0])
+            if not done_E[0]:
+                return
+        else:
+            self._ret_E += reward_E
+            if not done_E.any():
+                return
         ret, length = self.ep_ret_E, self.ep_len_E
         succ = episode_successes(info, done_E, ret, self.cfg.env.success_return)
         for i in np.flatnonzero(done_E):
             self.logger.episode(self.step, float(ret[i]), int(length[i]), float(succ[i]))
         ret[done_E] = 0.0
-        length[done_E] = 0
+        self._set_returns(ret)
+        self._ep_start_E[done_E] = self._vec_steps
+
+    @property
+    def ep_ret_E(self) -> np.ndarray:
+        """Return so far of each env's current episode (a copy for one env)."""
+        return np.array([self._ret]) if self._num_envs == 1 else self._ret_E
+
+    @property
+    def ep_len_E(self) -> np.ndarray:
+        """Length so far of each env's current episode (env steps of that env)."""
+        return self._vec_steps - self._ep_start_E
+
+    def _set_returns(self, ret_E: np.ndarray) -> None:
+        if self._num_envs == 1:
+            self._ret = float(ret_E[0])
+        else:
+            self._ret_E = ret_E
 
     def new_episodes(self) -> None:
         """The envs were reset (a resume that could not restore them): episodes start over."""
-        self.ep_ret_E[:] = 0.0
-        self.ep_len_E[:] = 0
+        self._set_returns(np.zeros(self._num_envs))
+        self._ep_start_E[:] = self._vec_steps
 
     def end_iteration(self, scalars: ScalarsFn) -> None:
         """The loop's state is whole here: evaluate, log and checkpoint if due."""
@@ -450,7 +478,7 @@ class Run:
         tensors, loop_meta = self._state(name)
         if self._tracks:
             tensors["loop.ep_ret"] = torch.from_numpy(self.ep_ret_E.copy())
-            tensors["loop.ep_len"] = torch.from_numpy(self.ep_len_E.copy())
+            tensors["loop.ep_len"] = torch.from_numpy(self.ep_len_E)
         lg = self.logger
         meta = {
             "kind": self.kind,
