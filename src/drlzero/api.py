@@ -376,9 +376,10 @@ def _ppo_agent(
     and the env's action masks (``env.action_mask``, read from info by the evaluator)."""
     import gymnasium as gym
 
-    from drlzero.algos.ppo import PPOPolicy, build_actor_critic
+    from drlzero.algos.ppo import PPOPolicy
     from drlzero.encoders import env_boundary, stored_spec
     from drlzero.envs import make_env
+    from drlzero.nets.actor_critic import build_actor_critic
     from drlzero.rollout import ObsNormalizer
     from drlzero.utils import pick_device
 

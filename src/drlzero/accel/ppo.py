@@ -27,9 +27,10 @@ import torch.nn.functional as F
 
 from drlzero.accel.flat import FlatParams
 from drlzero.accel.trace import flat_forward
-from drlzero.algos.ppo import ActorCritic, LossTerms, Minibatch, PPOLearner, PPOPolicy, ppo_loss
+from drlzero.algos.ppo import LossTerms, Minibatch, PPOLearner, PPOPolicy, ppo_loss
 from drlzero.config import PPOConfig
 from drlzero.masks import masked_logits
+from drlzero.nets.actor_critic import ActorCritic
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 

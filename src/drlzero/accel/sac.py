@@ -26,16 +26,11 @@ from torch import nn
 
 from drlzero.accel.flat import FlatParams
 from drlzero.accel.trace import flat_forward
-from drlzero.algos.sac import (
-    LOG_STD_MAX,
-    LOG_STD_MIN,
-    SACLearner,
-    TanhGaussianActor,
-    TwinQ,
-    tanh_gaussian_log_prob,
-)
+from drlzero.algos.sac import SACLearner
 from drlzero.config import SACConfig
 from drlzero.encoders.mlp import MLPEncoder
+from drlzero.nets.distributions import tanh_gaussian_log_prob
+from drlzero.nets.sac import LOG_STD_MAX, LOG_STD_MIN, TanhGaussianActor, TwinQ
 
 # (offset into the flat vector, out features, in features) of one layer's stacked weight and
 # the offset of its stacked bias
@@ -173,7 +168,8 @@ class FastSACLearner(SACLearner):
             yield
 
     def _sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """As :meth:`TanhGaussianActor.sample`, with the encoder's traced forward."""
+        """As :meth:`~drlzero.nets.sac.TanhGaussianActor.sample`, with the encoder's traced
+        forward."""
         if self._actor_fwd is None:
             self._actor_fwd = flat_forward(self.actor.encoder, obs[:1])
         h_BD = self._actor_fwd(obs)

@@ -2,10 +2,11 @@
 twin Q critics with Polyak-averaged targets, a tanh-squashed diagonal Gaussian actor and
 automatic entropy tuning.
 
-The actor (:class:`TanhGaussianActor`) maps observations to actions in [-1, 1]^A; the learner
-(:class:`SACLearner`) maps a sampled batch to the three losses and their optimizer steps. The
-targets and losses are pure functions of tensors. Nothing here knows about files, the CLI or
-logging.
+The actor (:class:`~drlzero.nets.sac.TanhGaussianActor`) maps observations to actions in
+[-1, 1]^A; the learner (:class:`SACLearner`) maps a sampled batch to the three losses and their
+optimizer steps. The targets and losses are pure functions of tensors; the networks are
+:mod:`drlzero.nets.sac` and the squashed Gaussian's density :mod:`drlzero.nets.distributions`
+(their names are importable from here too). Nothing here knows about files, the CLI or logging.
 
 Coordinates: networks and the replay buffer work in the squashed space [-1, 1]^A; only the env
 sees ``low + (a + 1) / 2 * (high - low)`` (:func:`to_env_action`). Log-probabilities are
@@ -34,37 +35,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drlzero.config import Config, EncoderConfig, SACConfig
-from drlzero.encoders import build_encoder
-from drlzero.errors import ConfigError
+from drlzero.config import SACConfig
+from drlzero.nets.distributions import LOG_2, tanh_gaussian_log_prob, tanh_log_det_jacobian
+from drlzero.nets.sac import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    ContinuousQ,
+    TanhGaussianActor,
+    TwinQ,
+    build_actor,
+    build_critic,
+)
 from drlzero.replay.storage import Batch
 
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the clamp of the authors' implementation
-LOG_2 = math.log(2.0)
+__all__ = [
+    "LOG_2",
+    "LOG_STD_MAX",
+    "LOG_STD_MIN",
+    "ContinuousQ",
+    "SACLearner",
+    "SACPolicy",
+    "TanhGaussianActor",
+    "TwinQ",
+    "actor_loss",
+    "alpha_loss",
+    "build_actor",
+    "build_critic",
+    "critic_targets",
+    "polyak_update",
+    "tanh_gaussian_log_prob",
+    "tanh_log_det_jacobian",
+    "to_env_action",
+]
 
 
 # --------------------------------------------------------------------------- pure functions
-
-
-def tanh_log_det_jacobian(u_BA: torch.Tensor) -> torch.Tensor:
-    """``log(1 - tanh(u)^2)`` per element, in the stable form ``2 (log 2 - u - softplus(-2u))``.
-
-    ``1 - tanh(u)^2 = 4 / (e^u + e^-u)^2``; taking logs gives ``2 log 2 - 2 log(e^u + e^-u)``
-    and ``log(e^u + e^-u) = u + softplus(-2u)``. It stays finite where ``tanh(u)`` rounds to 1.
-    """
-    return 2.0 * (LOG_2 - u_BA - F.softplus(-2.0 * u_BA))
-
-
-def tanh_gaussian_log_prob(
-    u_BA: torch.Tensor, mean_BA: torch.Tensor, log_std_BA: torch.Tensor
-) -> torch.Tensor:
-    """Log density of ``a = tanh(u)``, ``u ~ N(mean, exp(log_std)^2)`` (diagonal), per sample.
-
-    Change of variables: ``log pi(a) = sum_i [log N(u_i) - log(1 - tanh(u_i)^2)]``.
-    """
-    var_BA = torch.exp(2.0 * log_std_BA)
-    log_n_BA = -((u_BA - mean_BA) ** 2) / (2.0 * var_BA) - log_std_BA - 0.5 * math.log(2 * math.pi)
-    return (log_n_BA - tanh_log_det_jacobian(u_BA)).sum(dim=-1)
 
 
 def critic_targets(
@@ -114,102 +119,6 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 def to_env_action(a_BA: np.ndarray, low_A: np.ndarray, high_A: np.ndarray) -> np.ndarray:
     """Squashed actions in [-1, 1] -> the env's Box ``[low, high]`` (affine)."""
     return (low_A + (a_BA + 1.0) * 0.5 * (high_A - low_A)).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- networks
-
-
-def _check_box(cfg: Config, action_space: gym.Space) -> gym.spaces.Box:
-    if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
-        raise ConfigError(
-            f"SAC needs a 1-D Box action space, but {cfg.env.id} has {action_space}; "
-            "use algo=dqn (or ppo) for Discrete actions"
-        )
-    if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
-        raise ConfigError(
-            f"SAC squashes actions into the Box bounds, but {cfg.env.id} has infinite bounds; "
-            "wrap the env with gymnasium.wrappers.RescaleAction or ClipAction"
-        )
-    return action_space
-
-
-class TanhGaussianActor(nn.Module):
-    """``obs -> encoder -> (mean, log_std)``; actions ``tanh(mean + std * eps)`` in [-1, 1]^A."""
-
-    def __init__(self, encoder: nn.Module, action_dim: int) -> None:
-        super().__init__()
-        self.encoder = encoder
-        d = int(encoder.features_dim)  # type: ignore[arg-type]
-        self.mean = nn.Linear(d, action_dim)
-        self.log_std = nn.Linear(d, action_dim)
-
-    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h_BD = self.encoder(obs)
-        log_std_BA = self.log_std(h_BD).clamp(LOG_STD_MIN, LOG_STD_MAX)
-        return self.mean(h_BD), log_std_BA
-
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised actions in [-1, 1] and their log-probabilities (B,)."""
-        mean_BA, log_std_BA = self.dist_params(obs)
-        u_BA = mean_BA + log_std_BA.exp() * torch.randn_like(mean_BA)
-        return torch.tanh(u_BA), tanh_gaussian_log_prob(u_BA, mean_BA, log_std_BA)
-
-    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
-        """``tanh(mean)``: the evaluation action."""
-        return torch.tanh(self.dist_params(obs)[0])
-
-
-class ContinuousQ(nn.Module):
-    """``Q(s, a)``. Flat observations with an MLP encoder: the MLP reads ``[s, a]`` (as in the
-    paper). Other encoders (images, sequences): ``[encoder(s), a] -> Linear -> ReLU -> Linear``."""
-
-    def __init__(self, cfg: EncoderConfig, obs_space: gym.Space, action_dim: int) -> None:
-        super().__init__()
-        flat = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1
-        self.joint = flat and cfg.name in ("auto", "mlp")
-        if self.joint:
-            dim = int(obs_space.shape[0]) + action_dim
-            joint_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
-            self.encoder = build_encoder(cfg, joint_space)
-            self.head: nn.Module = nn.Linear(int(self.encoder.features_dim), 1)  # type: ignore[arg-type]
-        else:
-            self.encoder = build_encoder(cfg, obs_space)
-            d = int(self.encoder.features_dim)  # type: ignore[arg-type]
-            width = int(cfg.hidden[-1]) if cfg.hidden else 256
-            self.head = nn.Sequential(
-                nn.Linear(d + action_dim, width), nn.ReLU(), nn.Linear(width, 1)
-            )
-
-    def forward(self, obs: torch.Tensor, actions_BA: torch.Tensor) -> torch.Tensor:
-        """``Q(s, a)`` of shape (B,)."""
-        if self.joint:
-            x = torch.cat([obs.float().flatten(1), actions_BA], dim=1)
-            return self.head(self.encoder(x)).squeeze(1)
-        return self.head(torch.cat([self.encoder(obs), actions_BA], dim=1)).squeeze(1)
-
-
-class TwinQ(nn.Module):
-    """Two independent critics; their minimum counters Q overestimation (Fujimoto et al. 2018)."""
-
-    def __init__(self, cfg: EncoderConfig, obs_space: gym.Space, action_dim: int) -> None:
-        super().__init__()
-        self.q1 = ContinuousQ(cfg, obs_space, action_dim)
-        self.q2 = ContinuousQ(cfg, obs_space, action_dim)
-
-    def forward(self, obs: torch.Tensor, a_BA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.q1(obs, a_BA), self.q2(obs, a_BA)
-
-
-def build_actor(cfg: Config, obs_space: gym.Space, action_space: gym.Space) -> TanhGaussianActor:
-    """The actor for a 1-D Box action space (a :class:`ConfigError` names the fix otherwise)."""
-    box = _check_box(cfg, action_space)
-    return TanhGaussianActor(build_encoder(cfg.encoder, obs_space), int(box.shape[0]))
-
-
-def build_critic(cfg: Config, obs_space: gym.Space, action_space: gym.Space) -> TwinQ:
-    """The twin critics for a 1-D Box action space."""
-    box = _check_box(cfg, action_space)
-    return TwinQ(cfg.encoder, obs_space, int(box.shape[0]))
 
 
 # --------------------------------------------------------------------------- policy and learner

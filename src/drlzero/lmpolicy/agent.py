@@ -22,16 +22,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from drlzero.algos.lm_policy import (
-    LMActorCritic,
-    LMPolicyActor,
-    LMPPOLearner,
-    build_lm_actor_critic,
-    count_params,
-)
+from drlzero.algos.lm_policy import LMPolicyActor, LMPPOLearner
 from drlzero.algos.ppo import Minibatch
 from drlzero.config import Config
 from drlzero.errors import CheckpointError, ConfigError
+from drlzero.nets.lm import LMActorCritic, build_lm_actor_critic, count_params
 
 PREFIX = "lm"
 

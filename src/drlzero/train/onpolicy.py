@@ -4,12 +4,12 @@ checkpoints.
 
 Two agents plug in, by ``algo``:
 
-- ``ppo``: :class:`NetPPOAgent`, the encoder + heads actor-critic of :mod:`drlzero.algos.ppo`
-  (MLP, CNN, transformer, pretrained encoders), with running observation and reward
-  normalisation, the fast path (``train.fast_path``, :mod:`drlzero.accel.ppo`) and data-parallel
-  learning (``dp``, :mod:`drlzero.train.parallel`);
+- ``ppo``: :class:`NetPPOAgent`, the encoder + heads actor-critic of
+  :mod:`drlzero.nets.actor_critic` (MLP, CNN, transformer, pretrained encoders), with running
+  observation and reward normalisation, the fast path (``train.fast_path``,
+  :mod:`drlzero.accel.ppo`) and data-parallel learning (``dp``, :mod:`drlzero.train.parallel`);
 - ``lmppo``: :class:`~drlzero.lmpolicy.agent.LMPPOAgent`, a causal language model scoring named
-  actions (:mod:`drlzero.algos.lm_policy`), learning over micro-batches.
+  actions (:mod:`drlzero.nets.lm`), learning over micro-batches.
 
 Counting: ``step`` is env steps summed over the E parallel envs; one rollout is
 ``ppo.n_steps * E`` env steps. Evaluation, logging and checkpoints happen at rollout boundaries
@@ -41,7 +41,7 @@ import torch
 
 from drlzero.accel import accelerate_ppo
 from drlzero.algos.base import DataParallel
-from drlzero.algos.ppo import Minibatch, build_actor_critic
+from drlzero.algos.ppo import Minibatch
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.envs import stack_obs
@@ -49,6 +49,7 @@ from drlzero.envs.state import get_vec_env_state, set_vec_env_state
 from drlzero.errors import UserError
 from drlzero.lmpolicy.agent import LMPPOAgent
 from drlzero.masks import MaskSource
+from drlzero.nets.actor_critic import build_actor_critic
 from drlzero.rollout import ObsNormalizer, RewardScaler, RolloutBuffer
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator

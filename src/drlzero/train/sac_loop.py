@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from drlzero.accel import accelerate_sac
-from drlzero.algos.sac import SACLearner, SACPolicy, build_actor, build_critic
+from drlzero.algos.sac import SACLearner, SACPolicy
 from drlzero.config import Config
 from drlzero.encoders import env_boundary, stored_spec
 from drlzero.envs import real_next_obs
+from drlzero.nets.sac import build_actor, build_critic
 from drlzero.replay.storage import ReplayStorage
 from drlzero.train.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
 from drlzero.train.evaluate import Evaluator
