@@ -11,10 +11,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "drlzero"
 
-# algos modules allowed an nn.Module, with why. MultiTaskStudent (policy distillation's student,
-# several Q networks sharing layers) is the one network docs/architecture.md still lists as
-# living in algos/.
-MODULES_IN_ALGOS = {("distill.py", "MultiTaskStudent")}
+# algos modules allowed an nn.Module, with why (none: every network lives in nets/).
+MODULES_IN_ALGOS: set[tuple[str, str]] = set()
 
 
 def _imported_modules(tree: ast.AST, package: str) -> list[str]:

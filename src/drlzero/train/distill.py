@@ -32,7 +32,6 @@ from drlzero.algos.distill import (
     LOSSES,
     DistillLearner,
     DistillMemory,
-    MultiTaskStudent,
     num_params,
     space_dims,
     student_config,
@@ -44,6 +43,7 @@ from drlzero.errors import ConfigError, UserError
 from drlzero.masks import MaskSource, uniform_allowed
 from drlzero.nets import build_q_network
 from drlzero.nets.heads import QNetwork
+from drlzero.nets.multitask import MultiTaskStudent
 from drlzero.results import Result
 from drlzero.train.checkpoint import load_checkpoint, load_module, module_tensors, save_checkpoint
 from drlzero.train.evaluate import Evaluator
