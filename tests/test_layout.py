@@ -11,9 +11,6 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "drlzero"
 
-# algos modules allowed an nn.Module, with why (none: every network lives in nets/).
-MODULES_IN_ALGOS: set[tuple[str, str]] = set()
-
 
 def _imported_modules(tree: ast.AST, package: str) -> list[str]:
     """Every module an ``import`` or ``from ... import`` names, anywhere in the file (function
@@ -72,16 +69,13 @@ def test_algos_define_no_networks(path: Path) -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.ClassDef) and any(_is_module_base(b) for b in node.bases)
     }
-    allowed = {name for file, name in MODULES_IN_ALGOS if file == path.name}
-    assert modules <= allowed, (
-        f"algos/{path.name} defines nn.Modules {modules - allowed}: move to nets/"
-    )
+    assert not modules, f"algos/{path.name} defines nn.Modules {modules}: move to nets/"
 
 
 def test_moved_networks_stay_importable_from_algos() -> None:
     """The old import paths name the very objects that live in nets/."""
-    from drlzero.algos import lm_policy, ppo, sac
-    from drlzero.nets import actor_critic, distributions, lm
+    from drlzero.algos import distill, lm_policy, ppo, sac
+    from drlzero.nets import actor_critic, distributions, lm, multitask
     from drlzero.nets import sac as nets_sac
 
     for old, new, names in [
@@ -99,6 +93,7 @@ def test_moved_networks_stay_importable_from_algos() -> None:
             ["LMActorCritic", "PromptCodec", "adapt_lm", "count_params", "build_lm_actor_critic"],
         ),
         (lm_policy, lm, ["action_loglik", "naive_action_loglik", "normalized_scores"]),
+        (distill, multitask, ["MultiTaskStudent"]),
     ]:
         for name in names:
             assert getattr(old, name) is getattr(new, name), name
