@@ -281,6 +281,58 @@ def test_fast_learner_gives_the_plain_learners_weights(overrides: tuple[str, ...
     assert fast.critic_updates == plain.critic_updates == 12
 
 
+@pytest.mark.parametrize("hidden", ["[256,256]", "[24,16,8]"])
+def test_hand_written_gradients_equal_autograd(hidden: str) -> None:
+    """The fast path's chain rule (critic step and actor step) gives autograd's gradients of the
+    same losses, with the log-std clamp at 2 active on part of the batch and the two critics
+    each the smaller on some samples. (Not at the clamp's floor: with std = e^-20, ``u - m``
+    rounds away next to ``m``, and autograd's two large Gaussian terms no longer cancel; the
+    hand-written gradient drops them exactly.)"""
+    import copy
+
+    from drlzero.accel import FastSACLearner
+
+    cfg = load_config(None, overrides=["algo=sac", f"encoder.hidden={hidden}"])
+    obs, act = gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-1, 1, (2,), np.float32)
+    torch.manual_seed(0)
+    actor, critic = build_actor(cfg, obs, act), build_critic(cfg, obs, act)
+    with torch.no_grad():  # push some raw log-stds past the clamp's top
+        actor.log_std.bias.copy_(torch.tensor([3.0, -1.0]))
+        actor.log_std.weight.mul_(30.0)
+    copies = [(copy.deepcopy(actor), copy.deepcopy(critic)) for _ in range(2)]
+    plain = SACLearner(*copies[0], copy.deepcopy(critic).requires_grad_(False), cfg.sac, 2)
+    fast = FastSACLearner(*copies[1], copy.deepcopy(critic).requires_grad_(False), cfg.sac, 2)
+    assert fast.manual is not None
+    g = torch.Generator().manual_seed(4)
+    s_B3, a_B2, y_B = (
+        torch.randn(64, 3, generator=g),
+        torch.rand(64, 2, generator=g) * 2 - 1,
+        torch.randn(64, generator=g),
+    )
+    got, want = fast._critic_backward(s_B3, a_B2, y_B), plain._critic_backward(s_B3, a_B2, y_B)
+    for x, y in zip(got, want, strict=True):
+        torch.testing.assert_close(x, y)
+    for name, p in plain.critic.named_parameters():
+        q = dict(fast.critic.named_parameters())[name]
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    raw = plain.actor.log_std(plain.actor.encoder(s_B3))
+    assert (raw > 2.0).any() and (raw < 2.0).any()
+    results = []
+    for learner in (plain, fast):
+        torch.manual_seed(5)  # the same noise for the actions
+        results.append(learner._actor_backward(s_B3))
+    for x, y in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    for name, p in plain.actor.named_parameters():
+        q = dict(fast.actor.named_parameters())[name]
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    with torch.no_grad():  # which critic is the smaller differs across the batch
+        pi = torch.tanh(plain.actor.dist_params(s_B3)[0])
+        q1, q2 = plain.critic(s_B3, pi)
+    assert (q1 < q2).any() and (q2 < q1).any()
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 

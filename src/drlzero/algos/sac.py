@@ -201,16 +201,10 @@ class SACLearner:
             y_B = critic_targets(
                 batch.rewards, batch.terminated, nq1_B, nq2_B, next_logp_B, self.alpha, c.gamma
             )
-        q1_B, q2_B = self._q("online", obs, a_BA)  # both critics regress on the one target
-        critic_loss = F.mse_loss(q1_B, y_B) + F.mse_loss(q2_B, y_B)
-        self._zero_grad("critic")
-        critic_loss.backward()
+        critic_loss, q1_B = self._critic_backward(obs, a_BA, y_B)
         self.critic_opt.step()
         self.critic_updates += 1
-        stats: dict[str, torch.Tensor] = {
-            "loss": critic_loss.detach(),
-            "q_mean": q1_B.detach().mean(),
-        }
+        stats: dict[str, torch.Tensor] = {"loss": critic_loss, "q_mean": q1_B.mean()}
         if self.critic_updates % c.policy_frequency == 0:
             for _ in range(c.policy_frequency):
                 stats.update(self._actor_step(obs))
@@ -219,14 +213,9 @@ class SACLearner:
         return stats
 
     def _actor_step(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
-        pi_BA, logp_B = self._sample(obs)
-        with self._critic_frozen():  # gradients flow through Q to a, not into Q's weights
-            q1_B, q2_B = self._q("frozen", obs, pi_BA)
-            loss = actor_loss(q1_B, q2_B, logp_B, self.alpha)
-            self._zero_grad("actor")
-            loss.backward()
+        loss, logp_B = self._actor_backward(obs)
         self.actor_opt.step()
-        out = {"actor_loss": loss.detach(), "entropy": -logp_B.detach().mean()}
+        out = {"actor_loss": loss, "entropy": -logp_B.mean()}
         if self.cfg.autotune:
             a_loss = alpha_loss(self.log_alpha, logp_B, self.target_entropy)
             self.alpha_opt.zero_grad(set_to_none=True)
@@ -236,6 +225,28 @@ class SACLearner:
         return out
 
     # -- how each piece is computed (drlzero.accel.sac overrides these, not the maths above) --
+    def _critic_backward(
+        self, obs: torch.Tensor, a_BA: torch.Tensor, y_B: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The critics' gradients of ``MSE(Q1, y) + MSE(Q2, y)`` (both critics regress on the one
+        target); returns the loss and Q1, detached."""
+        q1_B, q2_B = self._q("online", obs, a_BA)
+        loss = F.mse_loss(q1_B, y_B) + F.mse_loss(q2_B, y_B)
+        self._zero_grad("critic")
+        loss.backward()
+        return loss.detach(), q1_B.detach()
+
+    def _actor_backward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's gradients of :func:`actor_loss` on fresh reparameterised actions; returns
+        the loss and the actions' log-probs (B,), detached."""
+        pi_BA, logp_B = self._sample(obs)
+        with self._critic_frozen():  # gradients flow through Q to a, not into Q's weights
+            q1_B, q2_B = self._q("frozen", obs, pi_BA)
+            loss = actor_loss(q1_B, q2_B, logp_B, self.alpha)
+            self._zero_grad("actor")
+            loss.backward()
+        return loss.detach(), logp_B.detach()
+
     def _sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised actions and their log-probs from the actor."""
         return self.actor.sample(obs)
