@@ -559,6 +559,10 @@ class TrainConfig:
     threads: int | None = _f(
         1, "torch CPU threads (None: torch's default)", check=optional(positive)
     )
+    flush_denormal: bool = _f(
+        True,
+        "treat subnormal floats as zero on the CPU (x86 FTZ/DAZ; false: leave the CPU as it is)",
+    )
     eval_freq: int = _f(
         5_000, "env steps between greedy evaluations (0: only at the end)", check=non_negative
     )

@@ -39,7 +39,7 @@ from drlzero.train.checkpoint import (
     optimizer_tensors,
 )
 from drlzero.train.evaluate import Evaluator
-from drlzero.train.run import EVAL_SEED_OFFSET, Run, TrainResult
+from drlzero.train.run import EVAL_SEED_OFFSET, Run, TrainResult, apply_cpu_settings
 from drlzero.utils import pick_device, seed_everything
 
 
@@ -142,8 +142,7 @@ class ApexTrainer:
     def _build(self) -> None:
         cfg, t, d, dx = self.cfg, self.cfg.train, self.cfg.dqn, self.cfg.distributed
         ray = self.ray
-        if t.threads is not None:
-            torch.set_num_threads(t.threads)
+        apply_cpu_settings(t)
         seed_everything(t.seed)
         self.device = pick_device(t.device)
         env = make_env(cfg.env)
