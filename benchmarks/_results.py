@@ -42,6 +42,7 @@ __all__ = [
     "default_root",
     "environment",
     "out_dir_for",
+    "peer_float_mode",
     "write_result",
 ]
 
@@ -210,3 +211,15 @@ def out_dir_for(args: argparse.Namespace) -> Path | None:
     if args.smoke and not os.environ.get(RESULTS_ENV):
         return _REPO / "benchmarks" / "results-smoke"
     return None
+
+
+def peer_float_mode(flush_denormal: bool = False) -> None:
+    """Set subnormal flushing before a peer's arm of an in-process comparison.
+
+    drlzero's training turns it on (``train.flush_denormal``, the default) and the setting
+    outlives the run, so without this every peer arm after the first drlzero arm would run with
+    it too; peers run as their users get them (off) unless a comparison asks otherwise.
+    """
+    import torch
+
+    torch.set_flush_denormal(flush_denormal)

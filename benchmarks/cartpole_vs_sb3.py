@@ -38,7 +38,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-from _results import add_result_args, out_dir_for, write_result
+from _results import add_result_args, out_dir_for, peer_float_mode, write_result
 
 import drlzero
 from drlzero.config import Config, load_config
@@ -104,6 +104,7 @@ def run_sb3(cfg: Config) -> dict[str, Any]:
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
+    peer_float_mode()
     t = cfg.train
     seed, stop, eval_freq, steps = t.seed, t.stop_return, t.eval_freq, t.total_steps
     history: list[dict[str, float]] = []

@@ -50,7 +50,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _results import add_result_args, out_dir_for, write_result
+from _results import add_result_args, out_dir_for, peer_float_mode, write_result
 from gymnasium.vector import AutoresetMode
 from torch import nn
 
@@ -88,6 +88,7 @@ def run_cleanrl(seed: int, steps: int, overrides: list[str]) -> dict[str, float]
     from stable_baselines3.common.buffers import ReplayBuffer
     from torch.utils.tensorboard import SummaryWriter
 
+    peer_float_mode()
     cfg = load_config(PRESET, overrides=overrides)  # read the shared numbers from the preset
     d, e = cfg.dqn, cfg.exploration
     random.seed(seed)

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _results import add_result_args, out_dir_for, write_result
+from _results import add_result_args, out_dir_for, peer_float_mode, write_result
 
 ARMS = ("dqn", "rainbow", "sb3")
 SLOWEST_FIRST = {"rainbow": 0, "sb3": 1, "dqn": 2}
@@ -170,6 +170,7 @@ def run_sb3(game: str, seed: int, steps: int, eval_freq: int) -> dict[str, Any]:
 def run_one(arm: str, game: str, seed: int, steps: int, eval_freq: int, out: str) -> str:
     torch.set_num_threads(1)
     if arm == "sb3":
+        peer_float_mode()  # a pool worker may have run a drlzero arm before
         result = run_sb3(game, seed, steps, eval_freq)
     else:
         result = run_preset(f"minatar-{game}-{arm}", seed, steps, eval_freq, Path(out))

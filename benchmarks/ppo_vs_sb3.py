@@ -44,7 +44,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from _results import add_result_args, out_dir_for, write_result
+from _results import add_result_args, out_dir_for, peer_float_mode, write_result
 from torch import nn
 from torch.distributions import Categorical
 
@@ -164,6 +164,7 @@ def run_sb3(s: Setting, seed: int, steps: int, episodes: int = EVAL_EPISODES) ->
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
+    peer_float_mode()
     envs = make_vec_env(s.env_id, n_envs=s.num_envs, seed=seed)
     lr: Any = (lambda progress: progress * s.lr) if s.anneal_lr else s.lr
     model = PPO(
@@ -225,6 +226,7 @@ class CleanAgent(nn.Module):
 def run_cleanrl(
     s: Setting, seed: int, steps: int, episodes: int = EVAL_EPISODES
 ) -> dict[str, float]:
+    peer_float_mode()
     torch.manual_seed(seed)
     envs = gym.vector.SyncVectorEnv(
         [lambda: gym.make(s.env_id) for _ in range(s.num_envs)],

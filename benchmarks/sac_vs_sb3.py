@@ -12,14 +12,18 @@ one torch thread, the libraries alternating seed by seed so machine noise hits a
 Return: the mean of ``--eval-episodes`` deterministic episodes (tanh of the mean) after the
 budget, on the same seeded start states for every library.
 
+Float mode: drlzero flushes subnormals to zero (``train.flush_denormal``, its default); the
+peers run as their users get them (no flushing), and ``--libs ...,sb3-ftz`` adds an SB3 arm
+with flushing on, to show how much of a gap that setting alone makes.
+
 The CleanRL-style loop is written here after the structure of CleanRL's
 ``sac_continuous_action.py`` (one file, NumPy replay, tanh-squashed Gaussian with log-std
 squashed into [-5, 2], actions rescaled by the Box bounds), with the shared settings above.
 
 Usage:
     python benchmarks/sac_vs_sb3.py [--env pendulum|halfcheetah|pendulum-cleanrl] [--seeds 3]
-        [--first-seed 0]
-        [--steps 20000] [--eval-episodes 10]
+        [--first-seed 0] [--steps 20000] [--eval-episodes 10]
+        [--libs drlzero,sb3,sb3-ftz,cleanrl]
     python benchmarks/sac_vs_sb3.py --smoke   # 1 seed, 120 env steps (20 updates), 1 episode
 
 ``--env halfcheetah`` runs the ``halfcheetah-sac`` preset's settings (the Zoo's MuJoCo ones:
@@ -50,7 +54,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _results import add_result_args, out_dir_for, write_result
+from _results import add_result_args, out_dir_for, peer_float_mode, write_result
 from torch import nn
 
 import drlzero
@@ -133,9 +137,10 @@ def run_drlzero(seed: int, steps: int, episodes: int) -> dict[str, float]:
 # ------------------------------------------------------------------------------------ SB3
 
 
-def run_sb3(seed: int, steps: int, episodes: int) -> dict[str, float]:
+def run_sb3(seed: int, steps: int, episodes: int, *, flush: bool = False) -> dict[str, float]:
     from stable_baselines3 import SAC
 
+    peer_float_mode(flush)
     s = preset(seed, steps).sac
     model = SAC(
         "MlpPolicy",
@@ -209,6 +214,7 @@ class _Actor(nn.Module):
 
 
 def run_cleanrl(seed: int, steps: int, episodes: int) -> dict[str, float]:
+    peer_float_mode(False)
     s = preset(seed, steps).sac
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -292,7 +298,17 @@ def run_cleanrl(seed: int, steps: int, episodes: int) -> dict[str, float]:
     }
 
 
-RUNNERS = {"drlzero": run_drlzero, "sb3": run_sb3, "cleanrl": run_cleanrl}
+def run_sb3_ftz(seed: int, steps: int, episodes: int) -> dict[str, float]:
+    """SB3 with subnormals flushed to zero, as drlzero runs by default."""
+    return run_sb3(seed, steps, episodes, flush=True)
+
+
+RUNNERS = {
+    "drlzero": run_drlzero,
+    "sb3": run_sb3,
+    "sb3-ftz": run_sb3_ftz,
+    "cleanrl": run_cleanrl,
+}
 
 
 def main() -> None:
@@ -316,12 +332,13 @@ def main() -> None:
     unknown = sorted(set(libs) - set(RUNNERS))
     if unknown:
         ap.error(f"--libs: unknown {', '.join(unknown)}; choose from {', '.join(RUNNERS)}")
-    if "sb3" in libs and not SB3_OK:
+    sb3_arms = [lib for lib in libs if lib.startswith("sb3")]
+    if sb3_arms and not SB3_OK:
         print(f"SB3's SAC cannot run {SOURCE}'s settings (no delayed policy update): SB3 skipped")
-        libs.remove("sb3")
-    if "sb3" in libs and importlib.util.find_spec("stable_baselines3") is None:
+        libs = [lib for lib in libs if lib not in sb3_arms]
+    elif sb3_arms and importlib.util.find_spec("stable_baselines3") is None:
         print("stable-baselines3 is not installed (pip install -e '.[bench]'): SB3 arm skipped")
-        libs.remove("sb3")
+        libs = [lib for lib in libs if lib not in sb3_arms]
     rows: dict[str, list[dict[str, float]]] = {lib: [] for lib in libs}
     print(f"{ENV_ID}, {SOURCE} SAC settings, {args.steps} env steps, 1 torch thread")
     print(f"{'seed':>4} {'lib':>8} {'steps/s':>9} {'loop s':>8} {'return':>9}")
