@@ -216,9 +216,9 @@ def out_dir_for(args: argparse.Namespace) -> Path | None:
 def peer_float_mode(flush_denormal: bool = False) -> None:
     """Set subnormal flushing before a peer's arm of an in-process comparison.
 
-    drlzero's training turns it on (``train.flush_denormal``, the default) and the setting
-    outlives the run, so without this every peer arm after the first drlzero arm would run with
-    it too; peers run as their users get them (off) unless a comparison asks otherwise.
+    drlzero's training turns it on for the run (``train.flush_denormal``, the default) and
+    puts it back after; this makes each peer's mode explicit: as their users get it (off)
+    unless a comparison asks otherwise.
     """
     import torch
 

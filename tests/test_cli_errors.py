@@ -34,6 +34,16 @@ TINY = [
 ]
 
 
+def _parses(text: str) -> bool:
+    import yaml
+
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One tiny CartPole run and one tiny Acrobot run, damaged copies of the CartPole run, a
@@ -56,7 +66,9 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
     # cut inside a key, halfway down (a cut at a fixed byte may land on a valid YAML prefix)
     text = (copy("cfg_cut") / "config.yaml").read_text()
-    (bad / "cfg_cut" / "config.yaml").write_text(text[: text.index("\n", len(text) // 2) + 5])
+    # the first cut past halfway that leaves no valid YAML
+    at = next(i for i in range(len(text) // 2, len(text)) if not _parses(text[:i]))
+    (bad / "cfg_cut" / "config.yaml").write_text(text[:at])
     lines = (copy("cfg_lines") / "config.yaml").read_text().splitlines(True)
     (bad / "cfg_lines" / "config.yaml").write_text("".join(lines[: len(lines) // 2]))  # valid
     (copy("cfg_empty") / "config.yaml").write_text("")

@@ -325,35 +325,37 @@ def test_track_sums_returns_and_lengths_per_env_across_a_resume(
     np.testing.assert_allclose(run.ep_ret_E, ret, rtol=1e-12)
 
 
-# -- CPU settings: subnormals flushed to zero unless the config says not to ---------------------
+# -- CPU settings: subnormals flushed to zero during a run unless the config says not to -------
 _FLUSH_SCRIPT = """
-import sys, tempfile, torch
+import tempfile, torch
 from pathlib import Path
 from drlzero import train
 from drlzero.config import load_config
-
-def flushed() -> bool:  # 1e-39 is subnormal in float32: DAZ reads it as 0
-    return bool(torch.tensor([1e-39]).mul(1.0).item() == 0.0)
+from drlzero.train.run import flushing_subnormals
 
 base = ["algo=sac", "env.id=Pendulum-v1", "train.total_steps=60", "train.eval_episodes=1",
-        "train.progress=false", "train.tensorboard=false", "sac.learning_starts=50",
-        "sac.batch_size=8", "encoder.hidden=[8]"]
-seen = [flushed()]
-for flag in ("false", "true"):
+        "train.eval_freq=30", "train.progress=false", "train.tensorboard=false",
+        "sac.learning_starts=50", "sac.batch_size=8", "encoder.hidden=[8]"]
+seen = [flushing_subnormals()]
+for before, flag in ((False, "false"), (False, "true"), (True, "true")):
+    torch.set_flush_denormal(before)
+    during = []
     with tempfile.TemporaryDirectory() as tmp:
         train(load_config(None, overrides=[*base, f"train.flush_denormal={flag}"]),
-              out=Path(tmp) / "run")
-    seen.append(flushed())
+              out=Path(tmp) / "run", on_eval=lambda step, m: during.append(flushing_subnormals()))
+    seen.append((set(during), flushing_subnormals()))
 print(seen)
 """
 
 
-def test_training_flushes_subnormals_only_when_asked() -> None:
+def test_training_flushes_subnormals_only_when_asked_and_puts_the_flag_back() -> None:
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush subnormals")
     done = subprocess.run(
         [sys.executable, "-c", _FLUSH_SCRIPT], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    # the process starts without, a false flag leaves it so, the default true turns it on
-    assert done.stdout.strip().splitlines()[-1] == "[False, False, True]"
+    # off at the start; a false flag leaves it off; true turns it on for the run and back off
+    # after; a caller who had it on keeps it on
+    expected = "[False, ({False}, False), ({True}, False), ({True}, True)]"
+    assert done.stdout.strip().splitlines()[-1] == expected

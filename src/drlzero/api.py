@@ -171,6 +171,20 @@ def _run(
     ray_address: str | None,
     on_eval: EvalCallback | None = None,
 ) -> TrainResult:
+    from drlzero.train.run import cpu_float_mode_kept
+
+    with cpu_float_mode_kept():
+        return _run_loop(cfg, run_dir, resume=resume, ray_address=ray_address, on_eval=on_eval)
+
+
+def _run_loop(
+    cfg: Config,
+    run_dir: Path,
+    *,
+    resume: bool,
+    ray_address: str | None,
+    on_eval: EvalCallback | None = None,
+) -> TrainResult:
     if cfg.distributed.mode == "apex":  # Ape-X on Ray
         if on_eval is not None:
             raise UserError("an evaluation callback (tuning) needs distributed.mode=none")

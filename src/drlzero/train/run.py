@@ -23,12 +23,13 @@ Example (the shape of every loop):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -206,16 +207,33 @@ def apply_cpu_settings(t: TrainConfig) -> None:
 
     Where a gradient entry stays exactly zero (a dead ReLU unit's weights), Adam's first moment
     decays by ``beta1`` per step into the subnormal range (below 1.2e-38 in float32) and stays
-    there for ~150 steps before it underflows to zero; x86 computes on subnormals in microcode,
-    ~100x slower than on normal floats, so a fused Adam step over such a state runs several
-    times slower. Flushing changes values only below 1.2e-38. The flag lives in the calling
-    thread's MXCSR: with ``threads: 1`` (the default) every op runs there; with more, torch's
-    worker threads keep their own and go on computing subnormals.
+    there for ~150 steps before it underflows to zero; x86 computes on subnormals in microcode
+    (an element-wise multiply over them ran 15x slower here), so a fused Adam step over such a
+    state runs several times slower. Flushing changes values only below 1.2e-38;
+    :func:`drlzero.train` puts the flag back as it found it when the run ends. The flag lives in
+    the calling thread's MXCSR: with ``threads: 1`` (the default) every op runs there; with
+    more, torch's worker threads keep their own and go on computing subnormals.
     """
     if t.threads is not None:
         torch.set_num_threads(t.threads)
     if t.flush_denormal:
         torch.set_flush_denormal(True)  # False where the CPU has no FTZ/DAZ: nothing to do
+
+
+def flushing_subnormals() -> bool:
+    """Whether this thread flushes subnormals now (1e-39 is one in float32; DAZ reads it as 0)."""
+    return bool(torch.tensor([1e-39]).mul(1.0).item() == 0.0)
+
+
+@contextlib.contextmanager
+def cpu_float_mode_kept() -> Iterator[None]:
+    """Put subnormal flushing back as it was once the block ends: a run that turned it on
+    (:func:`apply_cpu_settings`) leaves the caller's NumPy and torch maths as they were."""
+    before = flushing_subnormals()
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 def open_envs(cfg: Config) -> tuple[torch.device, Any]:
