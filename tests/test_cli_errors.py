@@ -64,9 +64,9 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
 
-    # cut inside a key, halfway down (a cut at a fixed byte may land on a valid YAML prefix)
+    # cut short at the first point past halfway where the YAML no longer parses (a cut at a
+    # fixed byte may land on a valid YAML prefix)
     text = (copy("cfg_cut") / "config.yaml").read_text()
-    # the first cut past halfway that leaves no valid YAML
     at = next(i for i in range(len(text) // 2, len(text)) if not _parses(text[:i]))
     (bad / "cfg_cut" / "config.yaml").write_text(text[:at])
     lines = (copy("cfg_lines") / "config.yaml").read_text().splitlines(True)
