@@ -1,7 +1,8 @@
 """Frozen MiniLM, LoRA and a from-scratch text encoder on multimodal BabyAI GoToLocal, with the
 generalisation splits: paraphrased missions, colour/object synonyms and held-out compositions.
 
-Each encoder trains its preset (``babyai-gotolocal-{frozen,lora,scratch}``) with two
+Each encoder trains its preset (``babyai-gotolocal-{frozen,lora,scratch}`` with DQN,
+``babyai-gotolocal-{frozen,scratch}-ppo`` with PPO) with two
 colour-object pairs held out of the training missions (``env.kwargs.held_out_pairs``), then its
 best checkpoint is evaluated on the same seeds with the original missions, the paraphrases
 (``tests/data/babyai_paraphrases.json``), the synonyms (``tests/data/babyai_synonyms.json``), and
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PARAPHRASES = ROOT / "tests" / "data" / "babyai_paraphrases.json"
 SYNONYMS = ROOT / "tests" / "data" / "babyai_synonyms.json"
 HELD_OUT = [["red", "key"], ["green", "ball"]]
-ENCODERS = ("frozen", "lora", "scratch")
+ENCODERS = ("frozen", "lora", "scratch", "frozen-ppo", "scratch-ppo")
 
 
 def main() -> None:
@@ -50,8 +51,11 @@ def main() -> None:
     if args.smoke:
         args.steps, args.episodes = 64, 2
         args.runs = tempfile.mkdtemp(prefix="lm_gotolocal_smoke_")
-        args.runs = tempfile.mkdtemp(prefix="lm_gotolocal_smoke_")
-        over += ["dqn.learning_starts=32", "dqn.batch_size=8", "train.eval_freq=0"]
+        over.append("train.eval_freq=0")
+        if args.only.endswith("-ppo"):
+            over += ["env.num_envs=2", "ppo.n_steps=16", "ppo.num_minibatches=2"]
+        else:
+            over += ["dqn.learning_starts=32", "dqn.batch_size=8"]
     preset = f"babyai-gotolocal-{args.only}"
     t0 = time.perf_counter()
     if args.run_dir:  # evaluate a run stopped early (its best checkpoint), without training

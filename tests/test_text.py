@@ -280,3 +280,30 @@ def test_multimodal_with_a_cached_frozen_lm_stores_image_and_embedding() -> None
     target = make_target(q)
     assert shared_storage_bytes(q, target) < 1.1 * shared_storage_bytes(q)  # backbone once
     envs.close()
+
+
+def test_cross_attention_fusion_knows_where_the_named_object_is() -> None:
+    """The attended summary must change when the one object moves between two interior cells
+    with identical neighbourhoods: attention alone sums cells without their places."""
+    from drlzero.encoders.multimodal import MultimodalEncoder
+
+    torch.manual_seed(0)
+    space = gym.spaces.Dict(
+        {
+            "image": gym.spaces.Box(0, 10, (7, 7, 3), np.uint8),
+            "text": gym.spaces.Box(0, 100, (4,), np.int64),
+        }
+    )
+    text = TextTransformerEncoder((4,), vocab_size=101, d_model=16, n_heads=2, n_layers=1)
+    enc = MultimodalEncoder(space, text, fusion="cross_attention", width=16, n_heads=2)
+    images = np.ones((2, 7, 7, 3), np.float32)  # empty floor everywhere
+    images[0, 2, 2] = images[1, 4, 4] = (6, 0, 0)  # the same ball, two interior cells
+    tokens = np.tile(np.array([[5, 6, 7, 0]], np.float32), (2, 1))
+    obs = torch.as_tensor(np.concatenate([images.reshape(2, -1), tokens], axis=1))
+    with torch.no_grad():
+        out = enc(obs)
+        attended = out[:, text.features_dim :]
+        assert not torch.allclose(attended[0], attended[1], atol=1e-4)
+        enc.cell_pos.zero_()  # without the positions the two views fuse to the same features
+        attended = enc(obs)[:, text.features_dim :]
+        torch.testing.assert_close(attended[0], attended[1])

@@ -4,7 +4,8 @@ Shape legend: B batch, H, W grid size, C channels, N = H*W cells, E fusion width
 
 Each key has its own encoder: a grid encoder for the image, a text encoder (pretrained or
 from-scratch) for the token ids. They are fused by concatenation, or by cross-attention in which
-the text features query the image cells (the mission picks out what to look at; cf. FiLM/
+the text features query the image cells, each with a learned position embedding (the mission
+picks out what to look at, the position says where it is; cf. FiLM/
 attention fusion in BabyAI agents, Chevalier-Boisvert et al. 2019).
 
 The replay buffer stores one flat float32 array per observation: the image, then what the text
@@ -88,6 +89,11 @@ class MultimodalEncoder(nn.Module):
         self.fusion = fusion
         t = text_encoder.features_dim
         if fusion == "cross_attention":
+            # Attention sums the cells it picks, so without a position term the result says
+            # what the mission's object looks like but not where it is; a learned embedding
+            # per cell (N, E) is added to the keys and values.
+            n_cells = self.image_shape[0] * self.image_shape[1]
+            self.cell_pos = nn.Parameter(torch.randn(n_cells, width) * 0.02)
             self.query = nn.Linear(t, width)
             self.attn = nn.MultiheadAttention(width, n_heads, batch_first=True)
             self.features_dim = t + width
@@ -124,6 +130,7 @@ class MultimodalEncoder(nn.Module):
         cells_BNE, image_BE = self.grid(image_BHWC)
         if self.fusion == "cross_attention":
             q_B1E = self.query(text_BT).unsqueeze(1)
-            attended_B1E, _ = self.attn(q_B1E, cells_BNE, cells_BNE, need_weights=False)
+            kv_BNE = cells_BNE + self.cell_pos
+            attended_B1E, _ = self.attn(q_B1E, kv_BNE, kv_BNE, need_weights=False)
             return torch.cat([text_BT, attended_B1E.squeeze(1)], dim=1)
         return torch.cat([text_BT, image_BE], dim=1)
