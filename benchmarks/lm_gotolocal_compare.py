@@ -1,13 +1,16 @@
-"""Frozen MiniLM, LoRA and a from-scratch text encoder on multimodal BabyAI GoToLocal, with the
-generalisation splits: paraphrased missions, colour/object synonyms and held-out compositions.
+"""Frozen MiniLM, LoRA and a from-scratch text encoder on multimodal BabyAI GoToLocal (or
+PickupDist, ``--level pickuplocal``), with the generalisation splits: paraphrased missions,
+colour/object synonyms and held-out compositions, and a wrong-mission control.
 
-Each encoder trains its preset (``babyai-gotolocal-{frozen,lora,scratch}`` with DQN,
-``babyai-gotolocal-{frozen,scratch}-ppo`` with PPO) with two
+Each encoder trains its preset (``babyai-LEVEL-{frozen,lora,scratch}`` with DQN,
+``babyai-LEVEL-{frozen,scratch}-ppo`` and ``babyai-gotolocal-lora-ppo`` with PPO) with two
 colour-object pairs held out of the training missions (``env.kwargs.held_out_pairs``), then its
 best checkpoint is evaluated on the same seeds with the original missions, the paraphrases
 (``tests/data/babyai_paraphrases.json``), the synonyms (``tests/data/babyai_synonyms.json``), and
-on missions naming only the held-out pairs; the uniform random policy is evaluated on the same
-episodes of every split, and retention above chance = (split - random) / (original - random).
+on missions naming only the held-out pairs, and with every colour and object name rotated to
+another (``benchmarks/babyai_wrong_mission.json``: the control that shows whether the policy
+reads the mission at all); the uniform random policy is evaluated on the same episodes of every
+split, and retention above chance = (split - random) / (original - random).
 
 Usage (one encoder per process, so they can run side by side):
     nice -n 19 python benchmarks/lm_gotolocal_compare.py --only frozen --steps 40000
@@ -28,13 +31,18 @@ import drlzero
 ROOT = Path(__file__).resolve().parent.parent
 PARAPHRASES = ROOT / "tests" / "data" / "babyai_paraphrases.json"
 SYNONYMS = ROOT / "tests" / "data" / "babyai_synonyms.json"
+# Every colour and object name rotated to another: the policy is told about a different object
+# than the one that counts. A policy that reads the mission drops towards chance here; one that
+# keeps its success ignores the words, and its split retentions then say nothing.
+WRONG = ROOT / "benchmarks" / "babyai_wrong_mission.json"
 HELD_OUT = [["red", "key"], ["green", "ball"]]
-ENCODERS = ("frozen", "lora", "scratch", "frozen-ppo", "scratch-ppo")
+ENCODERS = ("frozen", "lora", "scratch", "frozen-ppo", "lora-ppo", "scratch-ppo")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="frozen", choices=ENCODERS)
+    ap.add_argument("--level", default="gotolocal", choices=("gotolocal", "pickuplocal"))
     ap.add_argument("--steps", type=int, default=40000, help="env steps of training")
     ap.add_argument("--episodes", type=int, default=100, help="evaluation episodes per split")
     ap.add_argument("--eval-freq", type=int, default=4000)
@@ -56,7 +64,7 @@ def main() -> None:
             over += ["env.num_envs=2", "ppo.n_steps=16", "ppo.num_minibatches=2"]
         else:
             over += ["dqn.learning_starts=32", "dqn.batch_size=8"]
-    preset = f"babyai-gotolocal-{args.only}"
+    preset = f"babyai-{args.level}-{args.only}"
     t0 = time.perf_counter()
     if args.run_dir:  # evaluate a run stopped early (its best checkpoint), without training
         run_dir = Path(args.run_dir)
@@ -79,6 +87,7 @@ def main() -> None:
         run_dir, episodes=args.episodes, paraphrases=PARAPHRASES, held_out=True, write=False
     )
     syn = drlzero.evaluate(run_dir, episodes=args.episodes, paraphrases=SYNONYMS, write=False)
+    wrong = drlzero.evaluate(run_dir, episodes=args.episodes, paraphrases=WRONG, write=False)
     table = {
         "original": (main_eval["success_rate"], main_eval["random_success_rate"], None),
         "paraphrase": (
@@ -96,6 +105,11 @@ def main() -> None:
             main_eval["held_out_random_success_rate"],
             main_eval["held_out_retention"],
         ),
+        "wrong_mission": (
+            wrong["paraphrase_success_rate"],
+            wrong["paraphrase_random_success_rate"],
+            wrong["paraphrase_retention"],
+        ),
     }
     print(f"{preset}: {args.steps} env steps in {wall:.0f} s")
     print("| split | success | random policy | retention above chance |")
@@ -103,6 +117,7 @@ def main() -> None:
     for split, (sr, rnd, ret) in table.items():
         kept = "-" if ret is None else f"{ret:.2f}"
         print(f"| {split} | {sr:.2f} | {rnd:.2f} | {kept} |")
+    planned = drlzero.load_config(Path(run_dir) / "config.yaml").train.total_steps
     payload = {
         "preset": preset,
         "steps": args.steps,
@@ -112,17 +127,18 @@ def main() -> None:
         "episodes": args.episodes,
         "eval": main_eval,
         "synonym_eval": syn,
+        "wrong_mission_eval": wrong,
         "table": {
             k: dict(zip(("success", "random", "retention"), v, strict=True))
             for k, v in table.items()
         },
         "curve": curve,
-        "stopped_early": bool(args.run_dir),
+        "stopped_early": args.steps < planned,
     }
     out_dir = out_dir_for(args)
     print(
         "wrote",
-        write_result("lm_gotolocal_compare", f"gotolocal_{args.only}", payload, out_dir=out_dir),
+        write_result("lm_gotolocal_compare", f"{args.level}_{args.only}", payload, out_dir=out_dir),
     )
 
 

@@ -307,3 +307,33 @@ def test_cross_attention_fusion_knows_where_the_named_object_is() -> None:
         enc.cell_pos.zero_()  # without the positions the two views fuse to the same features
         attended = enc(obs)[:, text.features_dim :]
         torch.testing.assert_close(attended[0], attended[1])
+
+
+def test_film_fusion_lets_the_mission_change_the_pooled_grid() -> None:
+    """FiLM conditions the grid features on the text before pooling: the grid half of the output
+    depends on the mission, and with a zero FiLM layer it is the plain conv stack."""
+    from drlzero.encoders.multimodal import MultimodalEncoder
+
+    torch.manual_seed(0)
+    space = gym.spaces.Dict(
+        {
+            "image": gym.spaces.Box(0, 10, (7, 7, 3), np.uint8),
+            "text": gym.spaces.Box(0, 100, (4,), np.int64),
+        }
+    )
+    text = TextTransformerEncoder((4,), vocab_size=101, d_model=16, n_heads=2, n_layers=1)
+    enc = MultimodalEncoder(space, text, fusion="film", width=16)
+    assert enc.features_dim == text.features_dim + 16
+    images = np.ones((2, 7, 7, 3), np.float32)
+    images[:, 2, 3] = (6, 0, 0)
+    tokens = np.array([[5, 6, 7, 0], [5, 6, 8, 0]], np.float32)  # two missions, one view
+    obs = torch.as_tensor(np.concatenate([images.reshape(2, -1), tokens], axis=1))
+    with torch.no_grad():
+        grid_part = enc(obs)[:, text.features_dim :]
+        assert not torch.allclose(grid_part[0], grid_part[1], atol=1e-4)
+        enc.film.weight.zero_()
+        enc.film.bias.zero_()
+        grid_part = enc(obs)[:, text.features_dim :]
+        torch.testing.assert_close(grid_part[0], grid_part[1])
+        conv = torch.relu(enc.film_conv(enc.grid.feature_map(torch.as_tensor(images[:1]))))
+        torch.testing.assert_close(grid_part[:1], enc.film_pool(conv.flatten(1)))

@@ -267,7 +267,11 @@ class EncoderConfig:
     text_encoder: Literal["pretrained", "text_transformer"] = _f(
         "pretrained", "multimodal text part"
     )
-    fusion: Literal["concat", "cross_attention"] = _f("concat", "multimodal fusion")
+    fusion: Literal["concat", "cross_attention", "film"] = _f(
+        "concat",
+        "multimodal fusion: concat (text + pooled grid), cross_attention (the text queries the "
+        "cells), film (the text scales and shifts the grid's conv features)",
+    )
     text_key: str = _f("text", "multimodal: the Dict key holding token ids")
 
     def check(self, cfg: Config) -> None:

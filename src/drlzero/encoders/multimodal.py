@@ -3,10 +3,11 @@
 Shape legend: B batch, H, W grid size, C channels, N = H*W cells, E fusion width, T text features.
 
 Each key has its own encoder: a grid encoder for the image, a text encoder (pretrained or
-from-scratch) for the token ids. They are fused by concatenation, or by cross-attention in which
-the text features query the image cells, each with a learned position embedding (the mission
-picks out what to look at, the position says where it is; cf. FiLM/
-attention fusion in BabyAI agents, Chevalier-Boisvert et al. 2019).
+from-scratch) for the token ids. They are fused by concatenation (text features + a pooled grid
+vector), by FiLM (the text scales and shifts the grid's conv channels before pooling; Perez et al.
+2018, the BabyAI baselines' fusion, Chevalier-Boisvert et al. 2019), or by cross-attention in
+which the text features query the image cells, each with a learned position embedding (the
+mission picks out what to look at, the position says where it is).
 
 The replay buffer stores one flat float32 array per observation: the image, then what the text
 encoder stores (token ids, or cached embeddings for a frozen pretrained model; ids < 2**24 are
@@ -25,7 +26,7 @@ from torch import nn
 
 __all__ = ["FUSIONS", "GridEncoder", "MultimodalEncoder"]
 
-FUSIONS = ("concat", "cross_attention")
+FUSIONS = ("concat", "cross_attention", "film")
 
 
 class GridEncoder(nn.Module):
@@ -42,11 +43,14 @@ class GridEncoder(nn.Module):
         self.conv = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
         self.pool = nn.Sequential(nn.Linear(h * w * width, width), nn.ReLU())
 
-    def forward(self, image_BHWC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def feature_map(self, image_BHWC: torch.Tensor) -> torch.Tensor:
+        """The conv features (B, E, H, W), before pooling."""
         idx = image_BHWC.long().clamp(0, self.max_value - 1) + self.offsets
         x_BHWE = self.embed(idx).sum(dim=3)
-        x_BEHW = self.conv(x_BHWE.permute(0, 3, 1, 2))
-        cells_BNE = x_BEHW.flatten(2).transpose(1, 2)
+        return self.conv(x_BHWE.permute(0, 3, 1, 2))
+
+    def forward(self, image_BHWC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cells_BNE = self.feature_map(image_BHWC).flatten(2).transpose(1, 2)
         return cells_BNE, self.pool(cells_BNE.flatten(1))
 
 
@@ -57,7 +61,7 @@ class MultimodalEncoder(nn.Module):
         obs_space: the Dict observation space.
         text_encoder: an encoder over the text key (may define ``preprocess``/``stored_shape``).
         text_key, image_key: the Dict keys.
-        fusion: concat | cross_attention.
+        fusion: concat | cross_attention | film.
         width: E, the grid encoder and fusion width.
     """
 
@@ -97,6 +101,15 @@ class MultimodalEncoder(nn.Module):
             self.query = nn.Linear(t, width)
             self.attn = nn.MultiheadAttention(width, n_heads, batch_first=True)
             self.features_dim = t + width
+        elif fusion == "film":
+            # FiLM (Perez et al. 2018), as in the BabyAI baselines: the text gives a scale and
+            # a shift per channel of a second conv, so which cells light up depends on the
+            # mission before the grid is pooled, not only in the head after it.
+            h, w = self.image_shape[0], self.image_shape[1]
+            self.film = nn.Linear(t, 2 * width)
+            self.film_conv = nn.Conv2d(width, width, 3, padding=1)
+            self.film_pool = nn.Sequential(nn.Linear(h * w * width, width), nn.ReLU())
+            self.features_dim = t + width
         else:
             self.features_dim = t + width
 
@@ -127,6 +140,13 @@ class MultimodalEncoder(nn.Module):
 
     def fuse(self, text_BT: torch.Tensor, image_BHWC: torch.Tensor) -> torch.Tensor:
         """Text features (B, T) and the grid image -> the fused features (B, D)."""
+        if self.fusion == "film":
+            scale_BE, shift_BE = self.film(text_BT).chunk(2, dim=1)
+            x_BEHW = self.film_conv(self.grid.feature_map(image_BHWC))
+            x_BEHW = torch.relu(
+                x_BEHW * (1 + scale_BE[:, :, None, None]) + shift_BE[:, :, None, None]
+            )
+            return torch.cat([text_BT, self.film_pool(x_BEHW.flatten(1))], dim=1)
         cells_BNE, image_BE = self.grid(image_BHWC)
         if self.fusion == "cross_attention":
             q_B1E = self.query(text_BT).unsqueeze(1)
