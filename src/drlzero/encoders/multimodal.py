@@ -100,7 +100,6 @@ class MultimodalEncoder(nn.Module):
             self.cell_pos = nn.Parameter(torch.randn(n_cells, width) * 0.02)
             self.query = nn.Linear(t, width)
             self.attn = nn.MultiheadAttention(width, n_heads, batch_first=True)
-            self.features_dim = t + width
         elif fusion == "film":
             # FiLM (Perez et al. 2018), as in the BabyAI baselines: the text gives a scale and
             # a shift per channel of a second conv, so which cells light up depends on the
@@ -109,9 +108,7 @@ class MultimodalEncoder(nn.Module):
             self.film = nn.Linear(t, 2 * width)
             self.film_conv = nn.Conv2d(width, width, 3, padding=1)
             self.film_pool = nn.Sequential(nn.Linear(h * w * width, width), nn.ReLU())
-            self.features_dim = t + width
-        else:
-            self.features_dim = t + width
+        self.features_dim = t + width  # every fusion: the text features + one E-wide grid part
 
     @property
     def stored_shape(self) -> tuple[int, ...]:
