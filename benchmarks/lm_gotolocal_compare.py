@@ -13,7 +13,10 @@ reads the mission at all); the uniform random policy is evaluated on the same ep
 split, and retention above chance = (split - random) / (original - random).
 
 Usage (one encoder per process, so they can run side by side):
-    nice -n 19 python benchmarks/lm_gotolocal_compare.py --only frozen --steps 40000
+    nice -n 19 python benchmarks/lm_gotolocal_compare.py --only frozen --steps 40000 [--seed 1]
+
+The evaluation episodes (seed 20000) are the same for every training seed; a seed other than 0 adds
+``_seedS`` to the result file's name.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ SYNONYMS = ROOT / "tests" / "data" / "babyai_synonyms.json"
 # keeps its success ignores the words, and its split retentions then say nothing.
 WRONG = ROOT / "benchmarks" / "babyai_wrong_mission.json"
 HELD_OUT = [["red", "key"], ["green", "ball"]]
+EVAL_SEED = 20000
 ENCODERS = ("frozen", "lora", "scratch", "frozen-ppo", "lora-ppo", "scratch-ppo")
 
 
@@ -48,6 +52,7 @@ def main() -> None:
     ap.add_argument("--eval-freq", type=int, default=4000)
     ap.add_argument("--runs", default="runs/lm_gotolocal", help="where the run directories go")
     ap.add_argument("--run-dir", help="evaluate this run (stopped early) instead of training")
+    ap.add_argument("--seed", type=int, default=0, help="training seed (evaluation episodes fixed)")
     add_result_args(ap)
     args = ap.parse_args()
     over = [
@@ -55,6 +60,7 @@ def main() -> None:
         "train.tensorboard=false",
         f"train.eval_freq={args.eval_freq}",
         "train.eval_episodes=30",
+        f"train.seed={args.seed}",
     ]
     if args.smoke:
         args.steps, args.episodes = 64, 2
@@ -79,15 +85,17 @@ def main() -> None:
     else:
         cfg = drlzero.load_config(preset, overrides=over)
         cfg.env.kwargs = {**cfg.env.kwargs, "held_out_pairs": HELD_OUT}
-        out = Path(args.runs) / f"{args.only}-{args.steps}-{time.strftime('%H%M%S')}"
+        stamp = time.strftime("%H%M%S")
+        out = Path(args.runs) / f"{args.only}-{args.steps}-seed{args.seed}-{stamp}"
         res = drlzero.train(cfg, out=out, total_steps=args.steps)
         wall = time.perf_counter() - t0
         run_dir, curve = res.run_dir, res.eval_history
-    main_eval = drlzero.evaluate(
-        run_dir, episodes=args.episodes, paraphrases=PARAPHRASES, held_out=True, write=False
-    )
-    syn = drlzero.evaluate(run_dir, episodes=args.episodes, paraphrases=SYNONYMS, write=False)
-    wrong = drlzero.evaluate(run_dir, episodes=args.episodes, paraphrases=WRONG, write=False)
+    # Evaluation seed 20000 (what a seed-0 run uses by default) for every training seed, so
+    # all seeds are scored on the same episodes.
+    ev = {"episodes": args.episodes, "seed": EVAL_SEED, "write": False}
+    main_eval = drlzero.evaluate(run_dir, paraphrases=PARAPHRASES, held_out=True, **ev)
+    syn = drlzero.evaluate(run_dir, paraphrases=SYNONYMS, **ev)
+    wrong = drlzero.evaluate(run_dir, paraphrases=WRONG, **ev)
     table = {
         "original": (main_eval["success_rate"], main_eval["random_success_rate"], None),
         "paraphrase": (
@@ -120,6 +128,7 @@ def main() -> None:
     planned = drlzero.load_config(Path(run_dir) / "config.yaml").train.total_steps
     payload = {
         "preset": preset,
+        "seed": args.seed,
         "steps": args.steps,
         "wall_s": wall,
         "overrides": over,
@@ -136,10 +145,8 @@ def main() -> None:
         "stopped_early": args.steps < planned,
     }
     out_dir = out_dir_for(args)
-    print(
-        "wrote",
-        write_result("lm_gotolocal_compare", f"{args.level}_{args.only}", payload, out_dir=out_dir),
-    )
+    name = f"{args.level}_{args.only}" + (f"_seed{args.seed}" if args.seed else "")
+    print("wrote", write_result("lm_gotolocal_compare", name, payload, out_dir=out_dir))
 
 
 if __name__ == "__main__":
