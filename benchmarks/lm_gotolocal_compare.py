@@ -16,7 +16,8 @@ Usage (one encoder per process, so they can run side by side):
     nice -n 19 python benchmarks/lm_gotolocal_compare.py --only frozen --steps 40000 [--seed 1]
 
 The evaluation episodes (seed 20000) are the same for every training seed; a seed other than 0 adds
-``_seedS`` to the result file's name.
+``_seedS`` to the result file's name, ``--checkpoint last`` (the final weights instead of the
+best greedy evaluation's, which 30 training episodes pick noisily) adds ``_last``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def main() -> None:
     ap.add_argument("--eval-freq", type=int, default=4000)
     ap.add_argument("--runs", default="runs/lm_gotolocal", help="where the run directories go")
     ap.add_argument("--run-dir", help="evaluate this run (stopped early) instead of training")
+    ap.add_argument(
+        "--checkpoint",
+        default="best",
+        choices=("best", "last"),
+        help="which checkpoint the splits evaluate (best: highest greedy success in training)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="training seed (evaluation episodes fixed)")
     add_result_args(ap)
     args = ap.parse_args()
@@ -93,6 +100,7 @@ def main() -> None:
     # Evaluation seed 20000 (what a seed-0 run uses by default) for every training seed, so
     # all seeds are scored on the same episodes.
     ev = {"episodes": args.episodes, "seed": EVAL_SEED, "write": False}
+    ev["checkpoint"] = args.checkpoint
     main_eval = drlzero.evaluate(run_dir, paraphrases=PARAPHRASES, held_out=True, **ev)
     syn = drlzero.evaluate(run_dir, paraphrases=SYNONYMS, **ev)
     wrong = drlzero.evaluate(run_dir, paraphrases=WRONG, **ev)
@@ -129,6 +137,7 @@ def main() -> None:
     payload = {
         "preset": preset,
         "seed": args.seed,
+        "checkpoint": args.checkpoint,
         "steps": args.steps,
         "wall_s": wall,
         "overrides": over,
@@ -146,6 +155,7 @@ def main() -> None:
     }
     out_dir = out_dir_for(args)
     name = f"{args.level}_{args.only}" + (f"_seed{args.seed}" if args.seed else "")
+    name += "_last" if args.checkpoint == "last" else ""
     print("wrote", write_result("lm_gotolocal_compare", name, payload, out_dir=out_dir))
 
 
