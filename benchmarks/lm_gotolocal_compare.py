@@ -15,9 +15,9 @@ split, and retention above chance = (split - random) / (original - random).
 Usage (one encoder per process, so they can run side by side):
     nice -n 19 python benchmarks/lm_gotolocal_compare.py --only frozen --steps 40000 [--seed 1]
 
-The evaluation episodes (seed 20000) are the same for every training seed; a seed other than 0 adds
-``_seedS`` to the result file's name, ``--checkpoint last`` (the final weights instead of the
-best greedy evaluation's, which 30 training episodes pick noisily) adds ``_last``.
+The evaluation episodes (seed 20000) are the same for every training seed; a seed other than 0
+adds ``_seedS`` to the result file's name, ``--checkpoint last`` (the final weights instead of
+the best greedy evaluation's, which 30 training episodes pick noisily) adds ``_last``.
 """
 
 from __future__ import annotations
@@ -99,8 +99,12 @@ def main() -> None:
         run_dir, curve = res.run_dir, res.eval_history
     # Evaluation seed 20000 (what a seed-0 run uses by default) for every training seed, so
     # all seeds are scored on the same episodes.
-    ev = {"episodes": args.episodes, "seed": EVAL_SEED, "write": False}
-    ev["checkpoint"] = args.checkpoint
+    ev = {
+        "episodes": args.episodes,
+        "seed": EVAL_SEED,
+        "checkpoint": args.checkpoint,
+        "write": False,
+    }
     main_eval = drlzero.evaluate(run_dir, paraphrases=PARAPHRASES, held_out=True, **ev)
     syn = drlzero.evaluate(run_dir, paraphrases=SYNONYMS, **ev)
     wrong = drlzero.evaluate(run_dir, paraphrases=WRONG, **ev)
