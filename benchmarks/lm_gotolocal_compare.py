@@ -60,6 +60,14 @@ def main() -> None:
         help="which checkpoint the splits evaluate (best: highest greedy success in training)",
     )
     ap.add_argument("--seed", type=int, default=0, help="training seed (evaluation episodes fixed)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override on top of the preset (repeatable), e.g. encoder.fusion=match",
+    )
+    ap.add_argument("--tag", default="", help="appended to the result name (for --set variants)")
     add_result_args(ap)
     args = ap.parse_args()
     over = [
@@ -68,6 +76,7 @@ def main() -> None:
         f"train.eval_freq={args.eval_freq}",
         "train.eval_episodes=30",
         f"train.seed={args.seed}",
+        *args.set,
     ]
     if args.smoke:
         args.steps, args.episodes = 64, 2
@@ -93,7 +102,8 @@ def main() -> None:
         cfg = drlzero.load_config(preset, overrides=over)
         cfg.env.kwargs = {**cfg.env.kwargs, "held_out_pairs": HELD_OUT}
         stamp = time.strftime("%H%M%S")
-        out = Path(args.runs) / f"{args.only}-{args.steps}-seed{args.seed}-{stamp}"
+        tag = f"-{args.tag}" if args.tag else ""
+        out = Path(args.runs) / f"{args.only}{tag}-{args.steps}-seed{args.seed}-{stamp}"
         res = drlzero.train(cfg, out=out, total_steps=args.steps)
         wall = time.perf_counter() - t0
         run_dir, curve = res.run_dir, res.eval_history
@@ -159,6 +169,7 @@ def main() -> None:
     }
     out_dir = out_dir_for(args)
     name = f"{args.level}_{args.only}" + (f"_seed{args.seed}" if args.seed else "")
+    name += f"_{args.tag}" if args.tag else ""
     name += "_last" if args.checkpoint == "last" else ""
     print("wrote", write_result("lm_gotolocal_compare", name, payload, out_dir=out_dir))
 

@@ -282,11 +282,8 @@ def test_multimodal_with_a_cached_frozen_lm_stores_image_and_embedding() -> None
     envs.close()
 
 
-def test_cross_attention_fusion_knows_where_the_named_object_is() -> None:
-    """The attended summary must change when the one object moves between two interior cells
-    with identical neighbourhoods: attention alone sums cells without their places."""
-    from drlzero.encoders.multimodal import MultimodalEncoder
-
+def _grid_space_and_text_encoder() -> tuple[gym.spaces.Dict, TextTransformerEncoder]:
+    """A 7x7 MiniGrid-like image + 4 token ids, and a tiny from-scratch text encoder (seed 0)."""
     torch.manual_seed(0)
     space = gym.spaces.Dict(
         {
@@ -294,7 +291,15 @@ def test_cross_attention_fusion_knows_where_the_named_object_is() -> None:
             "text": gym.spaces.Box(0, 100, (4,), np.int64),
         }
     )
-    text = TextTransformerEncoder((4,), vocab_size=101, d_model=16, n_heads=2, n_layers=1)
+    return space, TextTransformerEncoder((4,), vocab_size=101, d_model=16, n_heads=2, n_layers=1)
+
+
+def test_cross_attention_fusion_knows_where_the_named_object_is() -> None:
+    """The attended summary must change when the one object moves between two interior cells
+    with identical neighbourhoods: attention alone sums cells without their places."""
+    from drlzero.encoders.multimodal import MultimodalEncoder
+
+    space, text = _grid_space_and_text_encoder()
     enc = MultimodalEncoder(space, text, fusion="cross_attention", width=16, n_heads=2)
     images = np.ones((2, 7, 7, 3), np.float32)  # empty floor everywhere
     images[0, 2, 2] = images[1, 4, 4] = (6, 0, 0)  # the same ball, two interior cells
@@ -314,14 +319,7 @@ def test_film_fusion_lets_the_mission_change_the_pooled_grid() -> None:
     depends on the mission, and with a zero FiLM layer it is the plain conv stack."""
     from drlzero.encoders.multimodal import MultimodalEncoder
 
-    torch.manual_seed(0)
-    space = gym.spaces.Dict(
-        {
-            "image": gym.spaces.Box(0, 10, (7, 7, 3), np.uint8),
-            "text": gym.spaces.Box(0, 100, (4,), np.int64),
-        }
-    )
-    text = TextTransformerEncoder((4,), vocab_size=101, d_model=16, n_heads=2, n_layers=1)
+    space, text = _grid_space_and_text_encoder()
     enc = MultimodalEncoder(space, text, fusion="film", width=16)
     assert enc.features_dim == text.features_dim + 16
     images = np.ones((2, 7, 7, 3), np.float32)
@@ -337,3 +335,33 @@ def test_film_fusion_lets_the_mission_change_the_pooled_grid() -> None:
         torch.testing.assert_close(grid_part[0], grid_part[1])
         conv = torch.relu(enc.film_conv(enc.grid.feature_map(torch.as_tensor(images[:1]))))
         torch.testing.assert_close(grid_part[:1], enc.film_pool(conv.flatten(1)))
+
+
+def test_match_fusion_maps_where_the_named_object_is() -> None:
+    """Match fusion scores text queries against each cell's own embedding: the map peaks on the
+    cell holding the queried object, the grid half depends on the mission, and with a zero query
+    it no longer does."""
+    from drlzero.encoders.multimodal import MultimodalEncoder
+
+    space, text = _grid_space_and_text_encoder()
+    enc = MultimodalEncoder(space, text, fusion="match", width=16, n_heads=2)
+    assert enc.features_dim == text.features_dim + 16
+    images = np.ones((2, 7, 7, 3), np.float32)
+    images[:, 2, 3] = (6, 0, 0)  # a red ball
+    images[:, 4, 5] = (5, 1, 0)  # a green key
+    tokens = np.array([[5, 6, 7, 0], [5, 6, 8, 0]], np.float32)  # two missions, one view
+    obs = torch.as_tensor(np.concatenate([images.reshape(2, -1), tokens], axis=1))
+    with torch.no_grad():
+        grid_part = enc(obs)[:, text.features_dim :]
+        assert not torch.allclose(grid_part[0], grid_part[1], atol=1e-4)
+        # A first query equal to the red ball's embedding, the second to the green key's: each
+        # map peaks on its object's cell.
+        cells = enc.grid.cell_embedding(torch.as_tensor(images))
+        enc.match_query.weight.zero_()
+        enc.match_query.bias.copy_(torch.cat([cells[0, :, 2, 3], cells[0, :, 4, 5]]))
+        maps = enc.match_maps(enc.text(torch.as_tensor(tokens).int()), cells)
+        assert maps.shape == (2, 2, 7, 7)
+        assert maps[0, 0].argmax().item() == 2 * 7 + 3 and maps[0, 1].argmax().item() == 4 * 7 + 5
+        enc.match_query.bias.zero_()
+        grid_part = enc(obs)[:, text.features_dim :]
+        torch.testing.assert_close(grid_part[0], grid_part[1])

@@ -267,10 +267,11 @@ class EncoderConfig:
     text_encoder: Literal["pretrained", "text_transformer"] = _f(
         "pretrained", "multimodal text part"
     )
-    fusion: Literal["concat", "cross_attention", "film"] = _f(
+    fusion: Literal["concat", "cross_attention", "film", "match"] = _f(
         "concat",
         "multimodal fusion: concat (text + pooled grid), cross_attention (the text queries the "
-        "cells), film (the text scales and shifts the grid's conv features)",
+        "cells), film (the text scales and shifts the grid's conv features), match (text queries "
+        "scored against every cell give maps of where the named object is)",
     )
     text_key: str = _f("text", "multimodal: the Dict key holding token ids")
 

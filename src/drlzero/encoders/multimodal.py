@@ -5,9 +5,11 @@ Shape legend: B batch, H, W grid size, C channels, N = H*W cells, E fusion width
 Each key has its own encoder: a grid encoder for the image, a text encoder (pretrained or
 from-scratch) for the token ids. They are fused by concatenation (text features + a pooled grid
 vector), by FiLM (the text scales and shifts the grid's conv channels before pooling; Perez et al.
-2018, the BabyAI baselines' fusion, Chevalier-Boisvert et al. 2019), or by cross-attention in
+2018, the BabyAI baselines' fusion, Chevalier-Boisvert et al. 2019), by cross-attention in
 which the text features query the image cells, each with a learned position embedding (the
-mission picks out what to look at, the position says where it is).
+mission picks out what to look at, the position says where it is), or by matching: K queries
+from the text are scored against every cell's own embedding, and the K score maps join the
+grid's conv channels, so where the named object lies is a spatial input before pooling.
 
 The replay buffer stores one flat float32 array per observation: the image, then what the text
 encoder stores (token ids, or cached embeddings for a frozen pretrained model; ids < 2**24 are
@@ -26,7 +28,7 @@ from torch import nn
 
 __all__ = ["FUSIONS", "GridEncoder", "MultimodalEncoder"]
 
-FUSIONS = ("concat", "cross_attention", "film")
+FUSIONS = ("concat", "cross_attention", "film", "match")
 
 
 class GridEncoder(nn.Module):
@@ -43,11 +45,14 @@ class GridEncoder(nn.Module):
         self.conv = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
         self.pool = nn.Sequential(nn.Linear(h * w * width, width), nn.ReLU())
 
+    def cell_embedding(self, image_BHWC: torch.Tensor) -> torch.Tensor:
+        """Each cell's own embedding (B, E, H, W): the sum of its channels' value embeddings."""
+        idx = image_BHWC.long().clamp(0, self.max_value - 1) + self.offsets
+        return self.embed(idx).sum(dim=3).permute(0, 3, 1, 2)
+
     def feature_map(self, image_BHWC: torch.Tensor) -> torch.Tensor:
         """The conv features (B, E, H, W), before pooling."""
-        idx = image_BHWC.long().clamp(0, self.max_value - 1) + self.offsets
-        x_BHWE = self.embed(idx).sum(dim=3)
-        return self.conv(x_BHWE.permute(0, 3, 1, 2))
+        return self.conv(self.cell_embedding(image_BHWC))
 
     def forward(self, image_BHWC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cells_BNE = self.feature_map(image_BHWC).flatten(2).transpose(1, 2)
@@ -61,8 +66,9 @@ class MultimodalEncoder(nn.Module):
         obs_space: the Dict observation space.
         text_encoder: an encoder over the text key (may define ``preprocess``/``stored_shape``).
         text_key, image_key: the Dict keys.
-        fusion: concat | cross_attention | film.
+        fusion: concat | cross_attention | film | match.
         width: E, the grid encoder and fusion width.
+        n_heads: attention heads (cross_attention) or query maps K (match).
     """
 
     features_dim: int
@@ -108,6 +114,17 @@ class MultimodalEncoder(nn.Module):
             self.film = nn.Linear(t, 2 * width)
             self.film_conv = nn.Conv2d(width, width, 3, padding=1)
             self.film_pool = nn.Sequential(nn.Linear(h * w * width, width), nn.ReLU())
+        elif fusion == "match":
+            # A cell's embedding is the sum of its (object, colour, state) embeddings, so a
+            # query's score q.e = q.e_object + q.e_colour + q.e_state is highest where both
+            # named words hold; K maps and the conv after them let the net threshold that sum.
+            h, w = self.image_shape[0], self.image_shape[1]
+            self.match_heads = n_heads
+            self.match_query = nn.Linear(t, n_heads * width)
+            self.match_conv = nn.Sequential(
+                nn.Conv2d(width + n_heads, width, 3, padding=1), nn.ReLU()
+            )
+            self.match_pool = nn.Sequential(nn.Linear(h * w * width, width), nn.ReLU())
         self.features_dim = t + width  # every fusion: the text features + one E-wide grid part
 
     @property
@@ -135,6 +152,13 @@ class MultimodalEncoder(nn.Module):
         text_BT = self.text(text if text_stored_float else text.round().int())
         return self.fuse(text_BT, image)
 
+    def match_maps(self, text_BT: torch.Tensor, cells_BEHW: torch.Tensor) -> torch.Tensor:
+        """Match fusion's K maps (B, K, H, W): each text query's scaled dot product with every
+        cell's embedding, as in attention's scores but kept as a map, not softmaxed into a sum."""
+        width = cells_BEHW.shape[1]
+        q_BKE = self.match_query(text_BT).view(-1, self.match_heads, width)
+        return torch.einsum("bke,behw->bkhw", q_BKE, cells_BEHW) / math.sqrt(width)
+
     def fuse(self, text_BT: torch.Tensor, image_BHWC: torch.Tensor) -> torch.Tensor:
         """Text features (B, T) and the grid image -> the fused features (B, D)."""
         if self.fusion == "film":
@@ -144,6 +168,11 @@ class MultimodalEncoder(nn.Module):
                 x_BEHW * (1 + scale_BE[:, :, None, None]) + shift_BE[:, :, None, None]
             )
             return torch.cat([text_BT, self.film_pool(x_BEHW.flatten(1))], dim=1)
+        if self.fusion == "match":
+            cells_BEHW = self.grid.cell_embedding(image_BHWC)
+            maps_BKHW = self.match_maps(text_BT, cells_BEHW)
+            x_BEHW = self.match_conv(torch.cat([self.grid.conv(cells_BEHW), maps_BKHW], dim=1))
+            return torch.cat([text_BT, self.match_pool(x_BEHW.flatten(1))], dim=1)
         cells_BNE, image_BE = self.grid(image_BHWC)
         if self.fusion == "cross_attention":
             q_B1E = self.query(text_BT).unsqueeze(1)
