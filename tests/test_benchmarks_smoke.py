@@ -48,6 +48,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
     "lm_policy": ([], ["lm_policy"], ("transformers", "peft", "minigrid")),
     "lm_finetune_throughput": ([], ["gotolocal"], (*LM, "minigrid")),
     "lm_gotolocal_compare": (["--only", "frozen"], ["gotolocal_frozen"], (*LM, "minigrid")),
+    "lm_mission_neighbours": ([], ["gotolocal"], LM),
     "ppo_vs_sb3": ([], ["cartpole"], ()),
     "sac_vs_sb3": ([], ["sac_vs_sb3"], ()),
     "smarthome_shield": ([], ["steps300"], ()),
