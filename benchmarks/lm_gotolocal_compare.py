@@ -103,7 +103,8 @@ def main() -> None:
         cfg.env.kwargs = {**cfg.env.kwargs, "held_out_pairs": HELD_OUT}
         stamp = time.strftime("%H%M%S")
         tag = f"-{args.tag}" if args.tag else ""
-        out = Path(args.runs) / f"{args.only}{tag}-{args.steps}-seed{args.seed}-{stamp}"
+        name = f"{args.level}-{args.only}{tag}-{args.steps}-seed{args.seed}-{stamp}"
+        out = Path(args.runs) / name
         res = drlzero.train(cfg, out=out, total_steps=args.steps)
         wall = time.perf_counter() - t0
         run_dir, curve = res.run_dir, res.eval_history

@@ -365,3 +365,59 @@ def test_match_fusion_maps_where_the_named_object_is() -> None:
         enc.match_query.bias.zero_()
         grid_part = enc(obs)[:, text.features_dim :]
         torch.testing.assert_close(grid_part[0], grid_part[1])
+
+
+@lm
+def test_ground_fusion_marks_the_cells_the_mission_names(fast) -> None:
+    """Ground fusion matches the mission's words to the grid's names in the frozen model's word
+    space: exact words and a near-identical spelling ground to their cells, the map of both
+    channels marks only the named object, and a from-scratch text encoder is refused."""
+    from drlzero.config import load_config
+    from drlzero.encoders import env_boundary, stored_spec
+    from drlzero.envs import make_vec_env
+    from drlzero.envs.text.tokenize import load_tokenizer
+    from drlzero.nets import build_q_network
+
+    base = [
+        "env.id=drlzero/BabyAIText-v0",
+        "env.num_envs=2",
+        "env.kwargs={image: true, max_tokens: 16, level: BabyAI-GoToLocal-v0}",
+        "encoder.name=multimodal",
+        "encoder.fusion=ground",
+    ]
+    with pytest.raises(ConfigError, match=r"encoder\.fusion=ground"):
+        load_config(None, overrides=[*base, "encoder.text_encoder=text_transformer"])
+    cfg = load_config(None, overrides=base)
+    envs = make_vec_env(cfg.env)
+    q = build_q_network(cfg, envs.single_observation_space, envs.single_action_space)
+    enc = q.encoder
+    tok = load_tokenizer("")
+
+    def ids(*missions: str) -> np.ndarray:
+        out = np.full((len(missions), 16), -1, np.int32)
+        for i, m in enumerate(missions):
+            raw = tok.encode(m)
+            out[i, : len(raw)] = raw
+        return out
+
+    # (object value, colour value) in MiniGrid's indices: ball 6, key 5, box 7; red 0, grey 5.
+    got = enc.grounder.ground(ids("go to the red ball", "pick up a grey key", "go to the gray box"))
+    np.testing.assert_array_equal(got, [[6, 0], [5, 5], [7, 5]])
+
+    image = np.zeros((1, 7, 7, 3), np.float32)
+    image[0, ..., 0] = 1  # empty floor
+    image[0, 2, 3] = (6, 0, 0)  # the red ball
+    image[0, 4, 5] = (5, 0, 0)  # a red key
+    image[0, 1, 1] = (6, 2, 0)  # a blue ball
+    maps = enc.ground_maps(torch.as_tensor(image), torch.tensor([[6.0, 0.0]]))
+    assert maps.shape == (1, 3, 7, 7)
+    assert maps[0, 0].sum() == 2 and maps[0, 1].sum() == 2  # both balls; both red things
+    assert maps[0, 2].nonzero().tolist() == [[2, 3]]  # only the red ball is both
+
+    obs, _ = envs.reset(seed=0)
+    flat = env_boundary(enc)(obs)
+    shape, _ = stored_spec(enc, envs.single_observation_space)
+    assert flat.shape == (2, *shape) and shape == (7 * 7 * 3 + enc.text.hidden + 2,)
+    np.testing.assert_array_equal(flat[:, -2:], enc.grounder.ground(obs["text"]))
+    assert q(torch.from_numpy(flat)).shape == (2, int(envs.single_action_space.n))
+    envs.close()

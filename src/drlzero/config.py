@@ -267,11 +267,13 @@ class EncoderConfig:
     text_encoder: Literal["pretrained", "text_transformer"] = _f(
         "pretrained", "multimodal text part"
     )
-    fusion: Literal["concat", "cross_attention", "film", "match"] = _f(
+    fusion: Literal["concat", "cross_attention", "film", "match", "ground"] = _f(
         "concat",
         "multimodal fusion: concat (text + pooled grid), cross_attention (the text queries the "
         "cells), film (the text scales and shifts the grid's conv features), match (text queries "
-        "scored against every cell give maps of where the named object is)",
+        "scored against every cell give maps of where the named object is), ground (the "
+        "mission's words matched to the grid's colour and object names in the frozen model's "
+        "word space mark the named cells)",
     )
     text_key: str = _f("text", "multimodal: the Dict key holding token ids")
 
@@ -286,6 +288,12 @@ class EncoderConfig:
             raise ConfigError(
                 f"env.kwargs.tokenizer={tok!r} and encoder.model_path={self.model_path!r} differ: "
                 "the env must tokenize for the model that reads the ids; set them equal"
+            )
+        frozen_lm = self.text_encoder == "pretrained" and self.mode == "frozen" and self.cache
+        if self.name == "multimodal" and self.fusion == "ground" and not frozen_lm:
+            raise ConfigError(
+                "encoder.fusion=ground matches words in a frozen pretrained model's space: "
+                "set encoder.text_encoder=pretrained, encoder.mode=frozen, encoder.cache=true"
             )
 
 
