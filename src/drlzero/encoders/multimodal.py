@@ -55,7 +55,8 @@ class WordGrounder:
     """Maps a mission (token ids) to the grid value it names in each channel (its colour, its
     object type), by a frozen pretrained model's word geometry; nothing here is trained.
 
-    Every mission word and every grid word is embedded alone (the text encoder's pooled state of
+    Words are the ASCII letter runs of the decoded mission. Every mission word and every grid
+    word is embedded alone (the text encoder's pooled state of
     that one word, unit norm). With S[w, v] the cosine of mission word w and grid word v, each
     row is centred over the channel's words (S[w, v] - mean_v' S[w, v']): a word such as "the",
     about as close to every colour, then scores near 0 for all of them, while "red" stands out
@@ -77,10 +78,12 @@ class WordGrounder:
         ]
         self.word_vecs: dict[str, np.ndarray] = {}
         self.missions: dict[bytes, np.ndarray] = {}
+        self.max_items = 200_000  # cached missions and words, each at most
 
     def _vectors(self, words: list[str]) -> np.ndarray:
         """Unit-norm pooled states (len(words), H), embedding the words not yet cached."""
-        todo = [w for w in dict.fromkeys(words) if w not in self.word_vecs]
+        have = {w: self.word_vecs[w] for w in words if w in self.word_vecs}
+        todo = [w for w in dict.fromkeys(words) if w not in have]
         if todo:
             rows = [self.tokenizer(w)["input_ids"] for w in todo]
             ids = np.full((len(rows), max(map(len, rows))), -1, np.int64)
@@ -90,8 +93,11 @@ class WordGrounder:
             with torch.inference_mode():
                 emb = self.text.embed(torch.from_numpy(ids).to(device)).float().cpu().numpy()
             emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
-            self.word_vecs.update(zip(todo, emb, strict=True))
-        return np.stack([self.word_vecs[w] for w in words])
+            for w, e in zip(todo, emb, strict=True):
+                have[w] = e
+                if len(self.word_vecs) < self.max_items:
+                    self.word_vecs[w] = e
+        return np.stack([have[w] for w in words])
 
     def ground(self, ids_BL: np.ndarray) -> np.ndarray:
         """Token-id rows (B, L), padded with -1 -> the grounded value per channel (B, G)."""
@@ -108,7 +114,8 @@ class WordGrounder:
                     sim_WV = mission_WH @ self._vectors(names).T
                     sim_WV -= sim_WV.mean(axis=1, keepdims=True)
                     got[g] = vals[int(sim_WV.max(axis=0).argmax())]
-                self.missions[key] = got
+                if len(self.missions) < self.max_items:
+                    self.missions[key] = got
             out[i] = got
         return out
 
@@ -279,7 +286,7 @@ class MultimodalEncoder(nn.Module):
         known_BGHW = torch.stack(
             [
                 self.ground_known[g][chans_BGHW[:, g].clamp(0, 255)]
-                for g in range(len(chans_BGHW[0]))
+                for g in range(chans_BGHW.shape[1])
             ],
             dim=1,
         )
