@@ -9,7 +9,10 @@ held-out pairs (those ``lm_gotolocal_compare`` keeps out of training) it lists t
 training missions. It also counts how often ``encoder.fusion=ground``'s word match
 (:class:`drlzero.encoders.multimodal.WordGrounder`) grounds a rewrite to the colour and object
 it rewrote, and which grid word each synonym grounds to: what a policy that acts on the grounded
-cells can at best keep on the synonym split. No training; a few seconds on CPU.
+cells can at best keep on the synonym split. Against it, the same rule with string identity in
+place of the model's cosine (a grid word scores 1 when the mission holds it, else 0; ties go to
+the lowest value, as argmax does): what grounding without any pretrained knowledge gets right.
+No training; a few seconds on CPU.
 
     python benchmarks/lm_mission_neighbours.py
 """
@@ -57,6 +60,10 @@ def main() -> None:
     grounder = WordGrounder(enc, words)
     names = {ch: dict(vals) for ch, vals in words.items()}
     synonyms: dict[str, list[str]] = json.loads(SYNONYMS.read_text())
+
+    def string_ground(word: str, group: dict[int, str]) -> str:
+        return next((n for _, n in sorted(group.items()) if n == word), min(group.items())[1])
+
     train = [(c, o) for c in COLOURS for o in OBJECTS if (c, o) not in HELD_OUT]
     train_E = unit_embeddings([f"go to the {c} {o}" for c, o in train])
     rows = []
@@ -70,7 +77,16 @@ def main() -> None:
                 obj_v, col_v = grounder.ground(token_ids([f"go to the {cs} {os_}"]))[0]
                 grounded = (names[1][int(col_v)], names[0][int(obj_v)])
                 rows.append(
-                    {"mission": (c, o), "rewrite": (cs, os_), "nearest": near, "grounded": grounded}
+                    {
+                        "mission": (c, o),
+                        "rewrite": (cs, os_),
+                        "nearest": near,
+                        "grounded": grounded,
+                        "string_grounded": (
+                            string_ground(cs, names[1]),
+                            string_ground(os_, names[0]),
+                        ),
+                    }
                 )
     n = len(rows)
     summary = {
@@ -81,6 +97,8 @@ def main() -> None:
         "grounded_to_the_mission": sum(r["grounded"] == r["mission"] for r in rows) / n,
         "grounded_colour": sum(r["grounded"][0] == r["mission"][0] for r in rows) / n,
         "grounded_object": sum(r["grounded"][1] == r["mission"][1] for r in rows) / n,
+        "string_grounded_to_the_mission": sum(r["string_grounded"] == r["mission"] for r in rows)
+        / n,
     }
     # Each synonym alone, in a mission whose other word is exact: the grid word it grounds to.
     word_ground = {}
@@ -111,7 +129,8 @@ def main() -> None:
     print(
         f"ground fusion's word match: {summary['grounded_to_the_mission']:.2f} of the rewrites "
         f"ground to their mission (colour {summary['grounded_colour']:.2f}, object "
-        f"{summary['grounded_object']:.2f}); synonym words grounded right "
+        f"{summary['grounded_object']:.2f}; string identity instead: "
+        f"{summary['string_grounded_to_the_mission']:.2f}); synonym words grounded right "
         f"{len(right)}/{len(word_ground)}: "
         + ", ".join(f"{alt}->{got}" for alt, got in word_ground.items())
     )
