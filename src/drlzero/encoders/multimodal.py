@@ -283,13 +283,8 @@ class MultimodalEncoder(nn.Module):
         value, one map per channel, and their product (every grounded value at once). Only
         cells that every channel can name count (an empty cell's colour index is red's, 0)."""
         chans_BGHW = image_BHWC[..., self.ground_channels].permute(0, 3, 1, 2).long()
-        known_BGHW = torch.stack(
-            [
-                self.ground_known[g][chans_BGHW[:, g].clamp(0, 255)]
-                for g in range(chans_BGHW.shape[1])
-            ],
-            dim=1,
-        )
+        g_1G11 = torch.arange(chans_BGHW.shape[1], device=chans_BGHW.device)[None, :, None, None]
+        known_BGHW = self.ground_known[g_1G11, chans_BGHW.clamp(0, 255)]
         named_B1HW = known_BGHW.all(dim=1, keepdim=True)
         hits_BGHW = (chans_BGHW == ground_BG[:, :, None, None].long()) & named_B1HW
         hits_BGHW = hits_BGHW.float()
